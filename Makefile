@@ -1,0 +1,29 @@
+# Entry points of the project. `make demo` runs the whole thing; `make test` runs every test.
+SHELL := /bin/bash
+CACHE ?= $(or $(RCH_CACHE),$(HOME)/.cache/redis-cluster-helm)
+export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
+PY := .venv/bin/python
+
+.PHONY: bootstrap lint test test-fast bench chart-docs clean
+
+bootstrap: ## install every pinned tool (idempotent; seconds when warm)
+	@ci/bootstrap.sh
+
+lint: bootstrap ## ruff, yamllint, helm lint, ct lint, chart README freshness
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+	$(PY) ci/chart_docs.py --check charts/redis-cluster
+
+test: bootstrap ## every test: static, Redis-level, then Kubernetes (e2e) and Argo CD (gitops)
+	@ci/test.sh
+
+bench: bootstrap ## formation benchmark: helm-redis init versus redis-cli --cluster create
+	$(PY) benchmarks/formation.py
+
+chart-docs: bootstrap ## regenerate the chart README values table from values.yaml comments
+	$(PY) ci/chart_docs.py charts/redis-cluster
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache build dist src/*.egg-info
+
+-include ci/k8s.mk

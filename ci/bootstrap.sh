@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs every tool the project needs, idempotently, with the versions pinned in ci/versions.env.
+# Heavy builds land in one cache directory outside the repository (keyed by version), so a second run
+# takes seconds. Prints how long each stage took.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.env
+source "$repo/ci/versions.env"
+cache=${RCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-cluster-helm}
+bin="$cache/bin"
+mkdir -p "$bin"
+
+stage() { printf '[bootstrap] %-28s %s\n' "$1" "$2" >&2; }
+timed() {  # timed NAME COMMAND...: run a stage and report its duration
+  local name=$1 start=$SECONDS; shift
+  "$@"
+  stage "$name" "done in $((SECONDS - start)) s"
+}
+
+debian_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-cli >/dev/null || missing+=(redis-tools)
+  command -v git >/dev/null || missing+=(git)
+  ((${#missing[@]} == 0)) && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian package may start a system-wide redis on 6379; the project never uses it.
+  service redis-server stop >/dev/null 2>&1 || true
+}
+
+# go_tool NAME MODULE/PATH VERSION [LDFLAGS]: build a Go command once per version into the cache.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 ldflags=${4:-} dir="$cache/go/$1-$3"
+  if [[ ! -x "$dir/$name" ]]; then
+    mkdir -p "$dir"
+    GOBIN="$dir" GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+      go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+    [[ -x "$dir/$name" ]] || mv "$dir/$(basename "${pkg%%@*}")" "$dir/$name"
+  fi
+}
+
+helm_tools() {
+  go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+    "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  ln -sf "$cache/go/helm-$HELM_VERSION/helm" "$bin/helm"
+  go_tool helm3 helm.sh/helm/v3/cmd/helm "$HELM3_VERSION" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+  ln -sf "$cache/go/helm3-$HELM3_VERSION/helm3" "$bin/helm3"
+  go_tool ct github.com/helm/chart-testing/v3/ct "$CT_VERSION" \
+    "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
+  ln -sf "$cache/go/ct-$CT_VERSION/ct" "$bin/ct"
+}
+
+python_env() {
+  local venv="$repo/.venv" stamp
+  stamp=$(cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16)
+  [[ -f "$venv/.stamp" && $(cat "$venv/.stamp") == "$stamp" ]] && return 0
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$repo[dev]" "yamllint==$YAMLLINT_VERSION" "yamale==$YAMALE_VERSION"
+  echo "$stamp" >"$venv/.stamp"
+}
+
+total=$SECONDS
+stages=("${@:-debian_packages helm_tools python_env}")
+for s in ${stages[*]}; do timed "$s" "$s"; done
+stage "total" "$((SECONDS - total)) s; tools in $bin"

@@ -1,0 +1,243 @@
+"""Is the cluster whole? Checks computed from every node's own view (shared by init's "done" and verify)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from .clusterview import TOTAL_SLOTS, NodeView, covered_slots, format_ranges
+
+Status = Literal["pass", "warn", "fail"]
+
+# The checks that formation waits for before it calls the cluster formed.
+DONE_CHECKS = (
+    "cluster-state",
+    "membership",
+    "slot-map-agreement",
+    "slot-coverage",
+    "open-slots",
+    "role-agreement",
+    "replica-count",
+    "replica-links",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The shape the cluster should have (from the release's values or the command line)."""
+
+    masters: int | None = None
+    replicas_per_master: int | None = None
+
+
+def _check(name: str, failures: list[str], passed: str, warn: bool = False) -> Check:
+    if not failures:
+        return Check(name, "pass", passed)
+    shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
+    return Check(name, "warn" if warn else "fail", shown)
+
+
+def roles(views: list[NodeView]) -> tuple[dict[str, NodeView], dict[str, str]]:
+    """Each node's role as it states it itself: (masters owning slots by id, replica id -> master id)."""
+    masters = {v.node_id: v for v in views if v.myself.is_master and v.myself.slots}
+    replicas = {v.node_id: v.myself.master_id for v in views if v.myself.is_replica and v.myself.master_id}
+    return masters, replicas
+
+
+def name_of(views: list[NodeView], names: dict[str, str] | None = None) -> dict[str, str]:
+    """node id -> a readable name (pod name when known, else the address)."""
+    names = names or {}
+    return {v.node_id: names.get(v.address, v.address) for v in views}
+
+
+def assess(
+    views: list[NodeView],
+    expected: Expectation = Expectation(),
+    k8s_nodes: dict[str, str] | None = None,
+    names: dict[str, str] | None = None,
+    max_lag_bytes: int = 1 << 20,
+) -> list[Check]:
+    """Every cluster-level check, each with its verdict and evidence.
+
+    `k8s_nodes` maps a view's address to the Kubernetes node it runs on; `names` maps it to a pod name.
+    """
+    label = name_of(views, names)
+    ids = set(label)
+    checks: list[Check] = []
+
+    checks.append(
+        _check(
+            "cluster-state",
+            [f"{label[v.node_id]} reports cluster_state:{v.cluster_info.get('cluster_state')}"
+             for v in views if not v.state_ok],
+            f"cluster_state:ok on all {len(views)} nodes",
+        )
+    )
+
+    membership: list[str] = []
+    for view in views:
+        known = view.by_id()
+        missing = ids - set(known)
+        strangers = set(known) - ids
+        unsettled = [n for n in view.nodes if n.node_id in ids and not n.is_settled]
+        if missing:
+            membership.append(f"{label[view.node_id]} does not know {', '.join(label[i] for i in missing)}")
+        if strangers:
+            membership.append(f"{label[view.node_id]} knows {len(strangers)} node(s) outside this cluster")
+        for node in unsettled:
+            flags = ",".join(sorted(node.flags - {"myself", "master", "slave"}))
+            membership.append(f"{label[view.node_id]} sees {label.get(node.node_id, node.node_id)} as {flags}")
+    checks.append(_check("membership", membership, f"all {len(views)} nodes know each other"))
+
+    signatures = Counter(v.signature() for v in views)
+    agreed_signature, _ = signatures.most_common(1)[0] if signatures else ("", 0)
+    checks.append(
+        _check(
+            "slot-map-agreement",
+            [f"{label[v.node_id]} has a different slot map" for v in views if v.signature() != agreed_signature],
+            "every node has the same slot map",
+        )
+    )
+
+    reference = next((v for v in views if v.signature() == agreed_signature), None)
+    slot_map = reference.slot_map() if reference else {}
+    covered = covered_slots(slot_map)
+    checks.append(
+        _check(
+            "slot-coverage",
+            [] if covered == TOTAL_SLOTS else [f"{covered} of {TOTAL_SLOTS} slots are served"],
+            f"{TOTAL_SLOTS} slots served by {len(slot_map)} masters",
+        )
+    )
+
+    checks.append(
+        _check(
+            "open-slots",
+            [f"{label[v.node_id]}: slot {slot} {what}" for v in views for slot, what in v.open_slots().items()],
+            "no slot is migrating or importing",
+        )
+    )
+
+    masters, replicas = roles(views)
+    disagreements: list[str] = []
+    for view in views:
+        for node in view.nodes:
+            if node.node_id not in ids or node.is_myself:
+                continue
+            says_replica = node.is_replica
+            truly_replica = node.node_id in replicas
+            if says_replica != truly_replica or (truly_replica and node.master_id != replicas[node.node_id]):
+                disagreements.append(
+                    f"{label[view.node_id]} sees {label[node.node_id]} as "
+                    f"{'replica' if says_replica else 'master'}"
+                )
+    checks.append(_check("role-agreement", disagreements, "every node agrees on every role"))
+
+    replica_counts = Counter(replicas.values())
+    count_failures: list[str] = []
+    if expected.masters is not None and len(masters) != expected.masters:
+        count_failures.append(f"{len(masters)} masters own slots, {expected.masters} expected")
+    for master_id in masters:
+        have = replica_counts.get(master_id, 0)
+        if expected.replicas_per_master is not None and have < expected.replicas_per_master:
+            count_failures.append(
+                f"{label[master_id]} has {have} replica(s), {expected.replicas_per_master} expected"
+            )
+    summary = ", ".join(f"{label[m]}:{replica_counts.get(m, 0)}" for m in sorted(masters, key=label.get))
+    checks.append(_check("replica-count", count_failures, f"replicas per master: {summary}"))
+
+    by_id = {v.node_id: v for v in views}
+    link_failures: list[str] = []
+    lags: list[int] = []
+    for replica_id, master_id in replicas.items():
+        status = by_id[replica_id].replication.get("master_link_status")
+        if status != "up":
+            link_failures.append(f"{label[replica_id]}: master_link_status:{status}")
+            continue
+        master_view = by_id.get(master_id)
+        if master_view is None:
+            link_failures.append(f"{label[replica_id]} replicates a node outside this cluster")
+            continue
+        offset = int(by_id[replica_id].replication.get("slave_repl_offset", 0) or 0)
+        lag = int(master_view.replication.get("master_repl_offset", 0) or 0) - offset
+        lags.append(lag)
+        if lag > max_lag_bytes:
+            link_failures.append(f"{label[replica_id]} is {lag} bytes behind its master")
+    worst = max(lags, default=0)
+    checks.append(
+        _check("replica-links", link_failures, f"{len(replicas)} replica links up, max lag {worst} bytes")
+    )
+
+    if k8s_nodes is not None:
+        checks.append(_topology_check(views, masters, replicas, k8s_nodes, label))
+
+    checks.append(
+        _check(
+            "appendonly",
+            [f"{label[v.node_id]} has appendonly no" for v in views if not v.appendonly],
+            "appendonly yes on every node",
+        )
+    )
+    return checks
+
+
+def _topology_check(
+    views: list[NodeView],
+    masters: dict[str, NodeView],
+    replicas: dict[str, str],
+    k8s_nodes: dict[str, str],
+    label: dict[str, str],
+) -> Check:
+    node_of = {v.node_id: k8s_nodes.get(v.address) for v in views}
+    shared = [
+        f"{label[r]} and its master {label[m]} both run on {node_of[r]}"
+        for r, m in replicas.items()
+        if node_of.get(r) and node_of.get(r) == node_of.get(m)
+    ]
+    if not shared:
+        return Check("replica-placement", "pass", "no replica shares a Kubernetes node with its master")
+    distinct = len({n for n in node_of.values() if n})
+    # With one k8s node, or fewer than two distinct nodes per shard, colocation cannot be avoided.
+    possible = distinct >= 2 and _avoidable(views, masters, replicas, node_of)
+    return _check("replica-placement", shared, "", warn=not possible)
+
+
+def _avoidable(
+    views: list[NodeView], masters: dict[str, NodeView], replicas: dict[str, str], node_of: dict[str, str | None]
+) -> bool:
+    """Could another pairing of these nodes keep every replica off its master's k8s node?"""
+    from .nodes import NodeAddress
+    from .plan import Member, assign_roles
+
+    members = {
+        v.node_id: Member(NodeAddress(v.address, 0), v.address, node_of.get(v.node_id), index)
+        for index, v in enumerate(sorted(views, key=lambda v: v.address))
+    }
+    per_master = max(Counter(replicas.values()).values(), default=0)
+    assignment = assign_roles([], {}, list(members.values()), len(masters), per_master)
+    return not any(
+        r.k8s_node and r.k8s_node == m.k8s_node for r, m in assignment.replicas
+    )
+
+
+def failed(checks: list[Check], names: tuple[str, ...] | None = None) -> list[Check]:
+    return [c for c in checks if not c.ok and (names is None or c.name in names)]
+
+
+def describe_slots(view: NodeView) -> str:
+    return format_ranges(view.myself.slots)

@@ -1,0 +1,168 @@
+"""Real redis-server processes on loopback, for tests, benchmarks and trying the tools without Kubernetes.
+
+Each set of nodes gets its own 127.0.B.x block, so distinct addresses stand in for pod IPs. Nodes are
+configured as the chart configures pods (cluster mode, AOF, announce ip and hostname, diskless sync
+starting as soon as the expected replicas are there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from .nodes import NodeAddress
+
+_blocks = itertools.count(1)
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+
+
+@dataclass
+class LocalNode:
+    ip: str
+    port: int
+    directory: Path
+    hostname: str
+    node_timeout: int = 5000
+    password: str | None = None
+    replicas_per_master: int = 1
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> NodeAddress:
+        return NodeAddress(self.ip, self.port)
+
+    @property
+    def nodes_conf(self) -> Path:
+        return self.directory / "nodes.conf"
+
+    def config(self) -> str:
+        lines = [
+            f"port {self.port}",
+            f"bind {self.ip}",
+            f"bind-source-addr {self.ip}",
+            "protected-mode no",
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {self.node_timeout}",
+            f"cluster-announce-ip {self.ip}",
+            f"cluster-announce-hostname {self.hostname}",
+            "appendonly yes",
+            'save ""',
+            f"repl-diskless-sync-max-replicas {self.replicas_per_master}",
+            f"dir {self.directory}",
+            f"logfile {self.directory / 'redis.log'}",
+        ]
+        if self.password:
+            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "redis.conf").write_text(self.config())
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, str(self.directory / "redis.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(self.ip, self.port, password=self.password, decode_responses=True, socket_timeout=5)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = self.client()
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.exceptions.BusyLoadingError:
+                pass
+            except redis.ConnectionError:
+                if self.process and self.process.poll() is not None:
+                    log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server {self.address} exited: {log}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server {self.address} did not answer within {timeout} s")
+            time.sleep(0.02)
+
+    def stop(self, kill: bool = False) -> None:
+        """Kill (SIGKILL: a crash) or terminate (SIGTERM: a clean shutdown) the process and wait for it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            (self.process.kill if kill else self.process.terminate)()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class LocalNodes:
+    """A set of fresh cluster-mode redis-server processes in `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        count: int,
+        port: int = 6379,
+        node_timeout: int = 5000,
+        password: str | None = None,
+        replicas_per_master: int = 1,
+    ) -> None:
+        self.root = root
+        self.block = next(_blocks)
+        self.nodes = [
+            LocalNode(
+                ip=f"127.0.{self.block}.{10 + index}",
+                port=port,
+                directory=root / f"node-{index}",
+                hostname=f"node-{index}.block-{self.block}.test",
+                node_timeout=node_timeout,
+                password=password,
+                replicas_per_master=replicas_per_master,
+            )
+            for index in range(count)
+        ]
+
+    def __enter__(self) -> LocalNodes:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop(kill=True)
+
+    @property
+    def addresses(self) -> list[NodeAddress]:
+        return [node.address for node in self.nodes]
+
+    def nodes_option(self) -> str:
+        return ",".join(str(a) for a in self.addresses)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        for node in self.nodes:
+            node.wait_ready()
+
+    def stop(self, kill: bool = False) -> None:
+        for node in self.nodes:
+            node.stop(kill=kill)
+
+    def by_address(self, address: NodeAddress | str) -> LocalNode:
+        return next(n for n in self.nodes if str(n.address) == str(address))
+
+    def move_to_new_block(self) -> dict[str, str]:
+        """Give every (stopped) node a new loopback address, as pods get new IPs; returns hostname -> ip."""
+        self.block = next(_blocks)
+        for index, node in enumerate(self.nodes):
+            node.ip = f"127.0.{self.block}.{10 + index}"
+        return {node.hostname: node.ip for node in self.nodes}

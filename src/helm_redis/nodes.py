@@ -1,0 +1,178 @@
+"""Reaching Redis nodes: addresses, connections (through an optional address map) and reading views."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+
+from .clusterview import NodeView, parse_cluster_nodes, parse_info
+from .errors import NodeUnreachable, NodesNotReady, UsageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, order=True)
+class NodeAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> NodeAddress:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(f"node address {text!r} is not HOST:PORT (for example 10.0.0.5:6379)")
+        return cls(host.strip("[]"), int(port))
+
+
+def parse_node_list(text: str) -> list[NodeAddress]:
+    """'a:1,b:2' -> addresses, refusing duplicates and empty lists with a message naming the value."""
+    items = [item for item in text.replace(" ", ",").split(",") if item]
+    if not items:
+        raise UsageError("--nodes is empty: give HOST:PORT,HOST:PORT,...")
+    addresses = [NodeAddress.parse(item) for item in items]
+    if len(set(addresses)) != len(addresses):
+        raise UsageError(f"--nodes lists an address twice: {text}")
+    return addresses
+
+
+# Maps an address as Redis announces it (pod IP) to one this process can reach (a port-forward).
+AddressMap = Callable[[NodeAddress], NodeAddress]
+
+
+def identity(address: NodeAddress) -> NodeAddress:
+    return address
+
+
+class Connector:
+    """Opens (and caches) one client per node; every announced address goes through `address_map`."""
+
+    def __init__(
+        self,
+        password: str | None = None,
+        address_map: AddressMap = identity,
+        timeout: float = 3.0,
+    ) -> None:
+        self.password = password or None
+        self.address_map = address_map
+        self.timeout = timeout
+        self._clients: dict[NodeAddress, redis.Redis] = {}
+
+    def client(self, address: NodeAddress) -> redis.Redis:
+        reachable = self.address_map(address)
+        if reachable not in self._clients:
+            self._clients[reachable] = redis.Redis(
+                host=reachable.host,
+                port=reachable.port,
+                password=self.password,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                decode_responses=True,
+            )
+        return self._clients[reachable]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def describe_failure(address: NodeAddress, error: Exception) -> str:
+    if isinstance(error, redis.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
+        return f"{address}: wrong or missing password (set --password or REDIS_PASSWORD)"
+    if isinstance(error, redis.ResponseError) and "NOAUTH" in str(error):
+        return f"{address}: the node requires a password (set --password or REDIS_PASSWORD)"
+    return f"{address}: {error}"
+
+
+def ping(connector: Connector, address: NodeAddress) -> None:
+    try:
+        connector.client(address).ping()
+    except redis.RedisError as error:
+        raise NodeUnreachable(describe_failure(address, error)) from None
+
+
+def read_view(connector: Connector, address: NodeAddress) -> NodeView:
+    """One round trip to a node: its cluster view, replication state and key count."""
+    try:
+        pipe = connector.client(address).pipeline(transaction=False)
+        pipe.execute_command("CLUSTER", "NODES")
+        pipe.execute_command("CLUSTER", "INFO")
+        pipe.info("replication")
+        pipe.dbsize()
+        pipe.config_get("appendonly")
+        nodes_text, info_text, replication, keys, appendonly = pipe.execute()
+    except redis.RedisError as error:
+        raise NodeUnreachable(describe_failure(address, error)) from None
+    return NodeView(
+        address=str(address),
+        nodes=tuple(parse_cluster_nodes(nodes_text)),
+        cluster_info=parse_info(info_text),
+        replication=dict(replication),
+        keys=int(keys),
+        appendonly=appendonly.get("appendonly") == "yes",
+    )
+
+
+def parallel(function: Callable[[T], Any], items: Iterable[T], workers: int = 32) -> list[Any]:
+    """Run `function` on every item at once (I/O bound), results in order; the first error is raised."""
+    items = list(items)
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def read_views(connector: Connector, addresses: Iterable[NodeAddress]) -> list[NodeView]:
+    return parallel(lambda address: read_view(connector, address), addresses)
+
+
+def wait_until_reachable(
+    connector: Connector,
+    addresses: list[NodeAddress],
+    timeout: float,
+    progress: Callable[[str], None] = lambda _msg: None,
+    names: dict[NodeAddress, str] | None = None,
+) -> None:
+    """Wait (bounded) until every node answers PING; report which ones it still waits for."""
+    names = names or {}
+    deadline = time.monotonic() + timeout
+    pending = list(addresses)
+    last_report = ""
+    while True:
+        still: list[NodeAddress] = []
+        for address in pending:
+            try:
+                ping(connector, address)
+            except NodeUnreachable as error:
+                if "password" in str(error):
+                    raise
+                still.append(address)
+        pending = still
+        if not pending:
+            return
+        label = ", ".join(names.get(a, str(a)) for a in pending)
+        if label != last_report:
+            progress(f"waiting for {len(pending)} node(s) to answer PING: {label}")
+            last_report = label
+        if time.monotonic() >= deadline:
+            raise NodesNotReady(
+                f"{len(pending)} node(s) did not answer PING within {timeout:.0f} s: {label}"
+            )
+        time.sleep(0.2)
+
+
+def resolve_host(host: str) -> str:
+    """A hostname -> its first IPv4/IPv6 address (CLUSTER MEET takes IPs only)."""
+    try:
+        return socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0]
+    except socket.gaierror as error:
+        raise NodeUnreachable(f"{host}: cannot resolve ({error.strerror})") from None
