@@ -22,6 +22,7 @@ from .plan import Member
 
 P = ParamSpec("P")
 
+
 def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
     """Domain errors become one line on stderr and their exit code; never a traceback."""
 
@@ -76,8 +77,12 @@ def _in_pod_members(
 
     missing = [
         flag
-        for flag, value in (("--statefulset", statefulset), ("--service", service), ("--namespace", namespace),
-                            ("--pods", pods))
+        for flag, value in (
+            ("--statefulset", statefulset),
+            ("--service", service),
+            ("--namespace", namespace),
+            ("--pods", pods),
+        )
         if value is None
     ]
     if missing:
@@ -101,21 +106,27 @@ def init(
     nodes: NodesOption = None,
     masters: Annotated[
         int | None,
-        typer.Option(envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters wanted [default: nodes / (1 + R)]."),
+        typer.Option(
+            envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters wanted [default: nodes / (1 + R)]."
+        ),
     ] = None,
     replicas_per_master: Annotated[
         int, typer.Option("--replicas-per-master", "-r", envvar="REDIS_CLUSTER_REPLICAS_PER_MASTER", min=0)
     ] = 1,
     password: PasswordOption = None,
     statefulset: Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_STATEFULSET")] = None,
-    service: Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_SERVICE", help="Headless Service.")] = None,
+    service: Annotated[
+        str | None, typer.Option(envvar="REDIS_CLUSTER_SERVICE", help="Headless Service.")
+    ] = None,
     namespace: Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_NAMESPACE")] = None,
     cluster_domain: Annotated[str, typer.Option(envvar="REDIS_CLUSTER_DOMAIN")] = "cluster.local",
     port: Annotated[int, typer.Option(envvar="REDIS_CLUSTER_PORT", min=1, max=65535)] = 6379,
     pods: Annotated[int | None, typer.Option(envvar="REDIS_CLUSTER_PODS", min=1)] = None,
     pod_selector: Annotated[
         str | None,
-        typer.Option(envvar="REDIS_CLUSTER_POD_SELECTOR", help="Label selector to learn each pod's k8s node."),
+        typer.Option(
+            envvar="REDIS_CLUSTER_POD_SELECTOR", help="Label selector to learn each pod's k8s node."
+        ),
     ] = None,
     timeout: Annotated[
         float, typer.Option(envvar="REDIS_CLUSTER_WAIT_TIMEOUT", min=1, help="Seconds to wait, in all.")
@@ -146,7 +157,9 @@ def _report_formation(result: FormationResult, output_format: output.OutputForma
     if result.already_formed:
         output.stdout.print("already formed: nothing changed")
     if result.plan:
-        output.stdout.print(output.rows_table(result.plan, "plan" + (" (dry run: nothing changed)" if dry_run else "")))
+        output.stdout.print(
+            output.rows_table(result.plan, "plan" + (" (dry run: nothing changed)" if dry_run else ""))
+        )
     for warning in result.warnings:
         output.stdout.print(f"[yellow]warning:[/] {warning}")
     if result.checks:

@@ -111,9 +111,7 @@ def parse_node_line(line: str) -> ClusterNode:
 def parse_cluster_nodes(text: str) -> list[ClusterNode]:
     """Parse a whole `CLUSTER NODES` reply (or `nodes.conf`, whose `vars` line is skipped)."""
     return [
-        parse_node_line(line)
-        for line in text.splitlines()
-        if line.strip() and not line.startswith("vars ")
+        parse_node_line(line) for line in text.splitlines() if line.strip() and not line.startswith("vars ")
     ]
 
 

@@ -388,7 +388,9 @@ class Formation:
         return [f"{c.name}: {c.detail}" for c in failed(self._checks(state), DONE_CHECKS)]
 
 
-def members_from_addresses(addresses: list[NodeAddress], k8s_nodes: dict[str, str] | None = None) -> list[Member]:
+def members_from_addresses(
+    addresses: list[NodeAddress], k8s_nodes: dict[str, str] | None = None
+) -> list[Member]:
     k8s_nodes = k8s_nodes or {}
     return [
         Member(address, str(address), k8s_nodes.get(str(address)), ordinal)

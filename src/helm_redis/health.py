@@ -83,8 +83,11 @@ def assess(
     checks.append(
         _check(
             "cluster-state",
-            [f"{label[v.node_id]} reports cluster_state:{v.cluster_info.get('cluster_state')}"
-             for v in views if not v.state_ok],
+            [
+                f"{label[v.node_id]} reports cluster_state:{v.cluster_info.get('cluster_state')}"
+                for v in views
+                if not v.state_ok
+            ],
             f"cluster_state:ok on all {len(views)} nodes",
         )
     )
@@ -101,7 +104,9 @@ def assess(
             membership.append(f"{label[view.node_id]} knows {len(strangers)} node(s) outside this cluster")
         for node in unsettled:
             flags = ",".join(sorted(node.flags - {"myself", "master", "slave"}))
-            membership.append(f"{label[view.node_id]} sees {label.get(node.node_id, node.node_id)} as {flags}")
+            membership.append(
+                f"{label[view.node_id]} sees {label.get(node.node_id, node.node_id)} as {flags}"
+            )
     checks.append(_check("membership", membership, f"all {len(views)} nodes know each other"))
 
     signatures = Counter(v.signature() for v in views)
@@ -109,7 +114,11 @@ def assess(
     checks.append(
         _check(
             "slot-map-agreement",
-            [f"{label[v.node_id]} has a different slot map" for v in views if v.signature() != agreed_signature],
+            [
+                f"{label[v.node_id]} has a different slot map"
+                for v in views
+                if v.signature() != agreed_signature
+            ],
             "every node has the same slot map",
         )
     )
@@ -128,7 +137,11 @@ def assess(
     checks.append(
         _check(
             "open-slots",
-            [f"{label[v.node_id]}: slot {slot} {what}" for v in views for slot, what in v.open_slots().items()],
+            [
+                f"{label[v.node_id]}: slot {slot} {what}"
+                for v in views
+                for slot, what in v.open_slots().items()
+            ],
             "no slot is migrating or importing",
         )
     )
@@ -218,7 +231,10 @@ def _topology_check(
 
 
 def _avoidable(
-    views: list[NodeView], masters: dict[str, NodeView], replicas: dict[str, str], node_of: dict[str, str | None]
+    views: list[NodeView],
+    masters: dict[str, NodeView],
+    replicas: dict[str, str],
+    node_of: dict[str, str | None],
 ) -> bool:
     """Could another pairing of these nodes keep every replica off its master's k8s node?"""
     from .nodes import NodeAddress
@@ -230,9 +246,7 @@ def _avoidable(
     }
     per_master = max(Counter(replicas.values()).values(), default=0)
     assignment = assign_roles([], {}, list(members.values()), len(masters), per_master)
-    return not any(
-        r.k8s_node and r.k8s_node == m.k8s_node for r, m in assignment.replicas
-    )
+    return not any(r.k8s_node and r.k8s_node == m.k8s_node for r, m in assignment.replicas)
 
 
 def failed(checks: list[Check], names: tuple[str, ...] | None = None) -> list[Check]:

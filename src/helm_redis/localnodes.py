@@ -72,7 +72,9 @@ class LocalNode:
         )
 
     def client(self) -> redis.Redis:
-        return redis.Redis(self.ip, self.port, password=self.password, decode_responses=True, socket_timeout=5)
+        return redis.Redis(
+            self.ip, self.port, password=self.password, decode_responses=True, socket_timeout=5
+        )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

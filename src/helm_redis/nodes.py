@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import redis
 
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
-from .errors import NodeUnreachable, NodesNotReady, UsageError
+from .errors import NodesNotReady, NodeUnreachable, UsageError
 
 T = TypeVar("T")
 
@@ -164,9 +164,7 @@ def wait_until_reachable(
             progress(f"waiting for {len(pending)} node(s) to answer PING: {label}")
             last_report = label
         if time.monotonic() >= deadline:
-            raise NodesNotReady(
-                f"{len(pending)} node(s) did not answer PING within {timeout:.0f} s: {label}"
-            )
+            raise NodesNotReady(f"{len(pending)} node(s) did not answer PING within {timeout:.0f} s: {label}")
         time.sleep(0.2)
 
 

@@ -53,7 +53,7 @@ def rewrite_addresses(text: str, resolve: Resolver) -> Rewrite:
             continue
         if new_ip != node.ip:
             node_id, address, rest = line.split(" ", 2)
-            out.append(f"{node_id} {new_ip}{address[len(node.ip):]} {rest}")
+            out.append(f"{node_id} {new_ip}{address[len(node.ip) :]} {rest}")
             result.changed[node.hostname] = (node.ip, new_ip)
         else:
             out.append(line)
@@ -82,10 +82,14 @@ def prepare_nodes_conf(
         rewrite = rewrite_addresses(original, resolve)
         if not rewrite.unresolved or time.monotonic() >= deadline:
             break
-        progress(f"waiting for {len(rewrite.unresolved)} peer name(s) to resolve: {', '.join(rewrite.unresolved)}")
+        progress(
+            f"waiting for {len(rewrite.unresolved)} peer name(s) to resolve: {', '.join(rewrite.unresolved)}"
+        )
         time.sleep(interval)
     if rewrite.unresolved:
-        progress(f"still unresolved after {timeout:.0f} s, kept their old IPs: {', '.join(rewrite.unresolved)}")
+        progress(
+            f"still unresolved after {timeout:.0f} s, kept their old IPs: {', '.join(rewrite.unresolved)}"
+        )
     for hostname, (old, new) in rewrite.changed.items():
         progress(f"{hostname}: {old or '(none)'} -> {new}")
     if rewrite.changed:

@@ -183,4 +183,3 @@ def assign_roles(
             best, best_score = Assignment(sorted(chosen, key=lambda m: m.ordinal), pairs), score
     assert best is not None
     return best
-

@@ -114,13 +114,17 @@ def _move_batch(
         still = []
         for slot, keys in zip(pending, keys_per_slot, strict=True):
             if keys:
-                source_client.execute_command("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
+                source_client.execute_command(
+                    "MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys
+                )
                 moved += len(keys)
                 still.append(slot)
         pending = still
     # The target first, then the source (which stops redirecting), then every other master.
     for member in [target, source] + [m for m in masters if m not in (source, target)]:
-        _raise_first(_pipeline_each(connector, member, [("CLUSTER", "SETSLOT", s, "NODE", target_id) for s in batch]))
+        _raise_first(
+            _pipeline_each(connector, member, [("CLUSTER", "SETSLOT", s, "NODE", target_id) for s in batch])
+        )
     return moved
 
 

@@ -14,7 +14,9 @@ from helm_redis.localnodes import LocalNodes
 from helm_redis.nodes import Connector, read_views
 
 
-def form(nodes: LocalNodes, masters: int, replicas: int, password: str | None = None, **kw) -> FormationResult:
+def form(
+    nodes: LocalNodes, masters: int, replicas: int, password: str | None = None, **kw
+) -> FormationResult:
     connector = Connector(password)
     try:
         return Formation(connector, members_from_addresses(nodes.addresses), masters, replicas, **kw).run()
@@ -26,7 +28,9 @@ def views_of(nodes: LocalNodes, password: str | None = None) -> list[NodeView]:
     return read_views(Connector(password), nodes.addresses)
 
 
-def assert_complete(nodes: LocalNodes, masters: int, replicas_per_master: int, password: str | None = None) -> None:
+def assert_complete(
+    nodes: LocalNodes, masters: int, replicas_per_master: int, password: str | None = None
+) -> None:
     """The done criteria, from every node's own view."""
     views = views_of(nodes, password)
     for view in views:
