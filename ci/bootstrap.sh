@@ -30,25 +30,27 @@ debian_packages() {
   service redis-server stop >/dev/null 2>&1 || true
 }
 
-# go_tool NAME MODULE/PATH VERSION [LDFLAGS]: build a Go command once per version into the cache.
+# go_tool NAME MODULE VERSION PACKAGE [LDFLAGS]: build a Go command once per version into the cache.
+# `go install pkg@version` would ask the proxy for the module's version list, which it refuses for some
+# modules (chart-testing); downloading the exact version and building inside it does not.
 go_tool() {
-  local name=$1 pkg=$2 version=$3 ldflags=${4:-} dir="$cache/go/$1-$3"
-  if [[ ! -x "$dir/$name" ]]; then
-    mkdir -p "$dir"
-    GOBIN="$dir" GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
-      go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
-    [[ -x "$dir/$name" ]] || mv "$dir/$(basename "${pkg%%@*}")" "$dir/$name"
-  fi
+  local name=$1 module=$2 version=$3 package=$4 ldflags=${5:-} dir="$cache/go/$1-$3" src
+  [[ -x "$dir/$name" ]] && return 0
+  mkdir -p "$dir"
+  src=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d "$src" ]] || { echo "could not download $module@$version" >&2; return 1; }
+  (cd "$src" && GOFLAGS="-buildvcs=false -mod=readonly" CGO_ENABLED=0 \
+    go build -trimpath -ldflags "-s -w $ldflags" -o "$dir/$name" "$package")
 }
 
 helm_tools() {
-  go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+  go_tool helm helm.sh/helm/v4 "$HELM_VERSION" ./cmd/helm \
     "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
   ln -sf "$cache/go/helm-$HELM_VERSION/helm" "$bin/helm"
-  go_tool helm3 helm.sh/helm/v3/cmd/helm "$HELM3_VERSION" \
+  go_tool helm3 helm.sh/helm/v3 "$HELM3_VERSION" ./cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
   ln -sf "$cache/go/helm3-$HELM3_VERSION/helm3" "$bin/helm3"
-  go_tool ct github.com/helm/chart-testing/v3/ct "$CT_VERSION" \
+  go_tool ct github.com/helm/chart-testing/v3 "$CT_VERSION" ./ct \
     "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
   ln -sf "$cache/go/ct-$CT_VERSION/ct" "$bin/ct"
 }

@@ -1,0 +1,699 @@
+"""What every scenario in charts/redis-cluster/ci must render, object by object.
+
+Each scenario's values file is rendered through pyhelm3 (`helm template`, Helm 4) in namespace
+redis-ns as release "redis". The first tests hold for every scenario; the rest state what one
+scenario is for.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import pytest
+import yaml
+
+from .chartlib import (
+    NAMESPACE,
+    RELEASE,
+    SCENARIOS,
+    container,
+    env_of,
+    hooks,
+    labels_match,
+    merged_values,
+    of_kind,
+    one,
+    scenario_values,
+)
+
+pytestmark = pytest.mark.chart
+
+BASE = Counter(
+    ConfigMap=2,
+    Service=2,
+    StatefulSet=1,
+    PodDisruptionBudget=1,
+    ServiceAccount=2,
+    Role=1,
+    RoleBinding=1,
+    Job=1,
+    Pod=1,
+)
+# Object kinds and counts per scenario: a new scenario file must say what it renders.
+EXPECTED_KINDS = {
+    "defaults": BASE,
+    "nfs": BASE + Counter(PersistentVolume=6),
+    "hostpath": BASE + Counter(PersistentVolume=6),
+    "storageclass": BASE,
+    "none": BASE,
+    "auth-existing-secret": BASE,
+    "auth-password": BASE + Counter(Secret=1),
+    "nodeport": BASE,
+    "loadbalancer": BASE,
+    "5-masters-2-replicas": BASE,
+    "hard-anti-affinity": BASE,
+    "network-policy": BASE + Counter(NetworkPolicy=1, Secret=1),
+    "hook-disabled": Counter(ConfigMap=2, Service=2, StatefulSet=1, PodDisruptionBudget=1, Pod=1),
+}
+REQUIRED_SCENARIOS = {
+    "defaults",
+    "nfs",
+    "hostpath",
+    "storageclass",
+    "auth-existing-secret",
+    "nodeport",
+    "5-masters-2-replicas",
+    "hard-anti-affinity",
+    "network-policy",
+}
+FULL = "redis-redis-cluster"
+HEADLESS = f"{FULL}-headless"
+SELECTOR = {"app.kubernetes.io/name": "redis-cluster", "app.kubernetes.io/instance": RELEASE}
+REDIS_SELECTOR = {**SELECTOR, "app.kubernetes.io/component": "redis"}
+
+
+def sts_of(objs):
+    return one(objs, "StatefulSet")
+
+
+def redis_of(objs):
+    return container(sts_of(objs)["spec"]["template"]["spec"], "redis")
+
+
+def redis_conf(objs, name=FULL) -> list[str]:
+    return one(objs, "ConfigMap", name)["data"]["redis.conf"].splitlines()
+
+
+# --- every scenario --------------------------------------------------------------------------------
+
+
+def test_the_required_scenarios_exist_and_each_states_its_kinds():
+    assert set(SCENARIOS) >= REQUIRED_SCENARIOS
+    assert set(SCENARIOS) == set(EXPECTED_KINDS), "each ci/*-values.yaml needs its expected kinds here"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_renders_exactly_the_expected_kinds(rendered, scenario):
+    assert Counter(o["kind"] for o in rendered(scenario)) == EXPECTED_KINDS[scenario]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_statefulset_runs_masters_times_one_plus_replicas_pods_in_parallel(rendered, scenario):
+    values = merged_values(scenario_values(scenario))
+    sts = sts_of(rendered(scenario))
+    cluster = values["cluster"]
+    assert sts["spec"]["replicas"] == cluster["masters"] * (1 + cluster["replicasPerMaster"])
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["serviceName"].endswith("-headless")
+    # The selector can never change: name and instance only, no version.
+    assert sts["spec"]["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/name": "redis-cluster",
+            "app.kubernetes.io/instance": RELEASE,
+        }
+    }
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/component"] == "redis"
+    assert "helm.sh/chart" not in pod_labels and "app.kubernetes.io/version" not in pod_labels
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_services_select_only_redis_pods_never_hook_or_test_pods(rendered, scenario):
+    objs = rendered(scenario)
+    sts = sts_of(objs)
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    other_pods = [one(objs, "Pod")["metadata"]["labels"]]
+    other_pods += [j["spec"]["template"]["metadata"]["labels"] for j in of_kind(objs, "Job")]
+    selectors = [s["spec"]["selector"] for s in of_kind(objs, "Service")]
+    selectors.append(one(objs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
+    for selector in selectors:
+        assert labels_match(selector, pod_labels)
+        for labels in other_pods:
+            assert not labels_match(selector, labels)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_headless_service_publishes_not_ready_client_and_bus_ports(rendered, scenario):
+    objs = rendered(scenario)
+    sts = sts_of(objs)
+    port = merged_values(scenario_values(scenario))["redis"]["port"]
+    headless = one(objs, "Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert {(p["port"], p["targetPort"]) for p in headless["spec"]["ports"]} == {
+        (port, "redis"),
+        (port + 10000, "redis-bus"),
+    }
+    ports = {p["name"]: p["containerPort"] for p in redis_of(objs)["ports"]}
+    assert ports == {"redis": port, "redis-bus": port + 10000}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_redis_container_follows_the_contract(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    sts = sts_of(objs)
+    redis = redis_of(objs)
+    port = values["redis"]["port"]
+    cmd = redis["command"]
+    assert cmd[:2] == ["redis-server", "/etc/redis/redis.conf"]
+    assert cmd[cmd.index("--cluster-announce-ip") + 1] == "$(POD_IP)"
+    assert cmd[cmd.index("--cluster-announce-hostname") + 1] == (
+        f"$(POD_NAME).{sts['spec']['serviceName']}.$(POD_NAMESPACE).svc.{values['clusterDomain']}"
+    )
+    env = env_of(redis)
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["REDIS_PORT"] == str(port)
+    assert env["PRESTOP_TIMEOUT_SECONDS"] == str(values["terminationGracePeriodSeconds"] - 5)
+    assert (
+        sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        == values["terminationGracePeriodSeconds"]
+    )
+    assert redis["readinessProbe"]["exec"]["command"] == ["sh", "/scripts/readiness.sh"]
+    assert redis["livenessProbe"]["exec"]["command"] == ["redis-cli", "-p", str(port), "ping"]
+    assert redis["livenessProbe"]["timeoutSeconds"] >= 5
+    assert redis["lifecycle"]["preStop"]["exec"]["command"] == ["sh", "/scripts/prestop.sh"]
+    mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
+    assert mounts == {"/data": "data", "/etc/redis": "config", "/scripts": "scripts", "/tmp": "tmp"}
+    assert redis["image"] == f"{values['image']['repository']}:{values['image']['tag']}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_prepare_init_container_rewrites_nodes_conf_with_the_hook_image(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    spec = sts_of(objs)["spec"]["template"]["spec"]
+    prepare = container(spec, "prepare", init=True)
+    assert prepare["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    assert prepare["args"] == ["prepare-node"]
+    assert env_of(prepare) == {
+        "REDIS_CLUSTER_NODES_CONF": "/data/nodes.conf",
+        "REDIS_CLUSTER_PREPARE_TIMEOUT": str(values["redis"]["prepareTimeoutSeconds"]),
+    }
+    assert {"name": "data", "mountPath": "/data"} in prepare["volumeMounts"]
+    assert prepare["securityContext"] == container(spec, "redis")["securityContext"]
+    assert spec["initContainers"][-1]["name"] == "prepare", "prepare runs last, after volume permissions"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pods_run_non_root_read_only_without_capabilities(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    pods = [sts_of(objs)["spec"]["template"]["spec"], one(objs, "Pod")["spec"]]
+    pods += [j["spec"]["template"]["spec"] for j in of_kind(objs, "Job")]
+    for spec in pods:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == values["securityContext"]["runAsUser"]
+        assert spec["securityContext"]["fsGroup"] == values["securityContext"]["fsGroup"]
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+        for c in spec["containers"] + [
+            c for c in spec.get("initContainers", []) if c["name"] != "volume-permissions"
+        ]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["runAsNonRoot"] is True
+    redis_pod = pods[0]
+    assert redis_pod["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_redis_conf_has_the_cluster_settings_and_never_a_password(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    conf = redis_conf(objs, sts_of(objs)["metadata"]["name"])
+    cluster = values["cluster"]
+    for line in [
+        f"port {values['redis']['port']}",
+        "cluster-enabled yes",
+        "cluster-config-file /data/nodes.conf",
+        "dir /data",
+        "appendonly yes",
+        "protected-mode no",
+        f"cluster-node-timeout {cluster['nodeTimeout']}",
+        f"cluster-preferred-endpoint-type {cluster['preferredEndpointType']}",
+        f"cluster-require-full-coverage {'yes' if cluster['requireFullCoverage'] else 'no'}",
+        f"repl-diskless-sync-max-replicas {cluster['replicasPerMaster']}",
+    ]:
+        assert line in conf
+    assert not [line for line in conf if line.startswith(("requirepass", "masterauth"))]
+    password = values["auth"].get("password")
+    for cm in of_kind(objs, "ConfigMap"):
+        text = yaml.safe_dump(cm)
+        assert "requirepass " not in text and "masterauth " not in text
+        if password:
+            assert password not in text
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scripts_come_from_the_chart_files_executable_at_scripts(rendered, scenario):
+    objs = rendered(scenario)
+    spec = sts_of(objs)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    scripts_cm = one(objs, "ConfigMap", volumes["scripts"]["configMap"]["name"])
+    assert {"readiness.sh", "prestop.sh"} <= set(scripts_cm["data"])
+    assert volumes["scripts"]["configMap"]["defaultMode"] == 0o555
+    assert volumes["config"]["configMap"]["name"] == sts_of(objs)["metadata"]["name"]
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pods_carry_a_sha256_checksum_of_the_config(rendered, scenario):
+    checksum = sts_of(rendered(scenario))["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert len(checksum) == 64 and set(checksum) <= set("0123456789abcdef")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_object_carries_the_standard_labels_and_fitting_names(rendered, scenario):
+    for obj in rendered(scenario):
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "redis-cluster"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "redis-cluster-0.1.0"
+        assert "app.kubernetes.io/component" in labels
+        limit = 253 if obj["kind"] == "PersistentVolume" else 63
+        assert len(obj["metadata"]["name"]) <= limit
+        if obj["kind"] != "PersistentVolume":
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_hook_job_env_matches_the_contract(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    if not values["hook"]["enabled"]:
+        assert not hooks([o for o in objs if o["kind"] != "Pod"])
+        return
+    sts = sts_of(objs)
+    job = one(objs, "Job")
+    spec = job["spec"]["template"]["spec"]
+    init = spec["containers"][0]
+    cluster = values["cluster"]
+    expected = {
+        "REDIS_CLUSTER_STATEFULSET": sts["metadata"]["name"],
+        "REDIS_CLUSTER_SERVICE": sts["spec"]["serviceName"],
+        "REDIS_CLUSTER_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "REDIS_CLUSTER_DOMAIN": values["clusterDomain"],
+        "REDIS_CLUSTER_PORT": str(values["redis"]["port"]),
+        "REDIS_CLUSTER_PODS": str(sts["spec"]["replicas"]),
+        "REDIS_CLUSTER_MASTERS": str(cluster["masters"]),
+        "REDIS_CLUSTER_REPLICAS_PER_MASTER": str(cluster["replicasPerMaster"]),
+        "REDIS_CLUSTER_POD_SELECTOR": ",".join(f"{k}={v}" for k, v in sorted(REDIS_SELECTOR.items())),
+        "REDIS_CLUSTER_WAIT_TIMEOUT": str(values["hook"]["waitTimeoutSeconds"]),
+    }
+    if values["auth"]["enabled"]:
+        expected["REDIS_PASSWORD"] = env_of(redis_of(objs))["REDIS_PASSWORD"]
+    assert env_of(init) == expected
+    assert init["args"] == ["init", "--output", "json"]
+    assert init["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    assert job["spec"]["backoffLimit"] == values["hook"]["backoffLimit"]
+    assert job["spec"]["activeDeadlineSeconds"] == values["hook"]["activeDeadlineSeconds"]
+    assert spec["restartPolicy"] == "Never"
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "cluster-init"
+    # The selector query really selects the Redis pods.
+    query = dict(pair.split("=") for pair in env_of(init)["REDIS_CLUSTER_POD_SELECTOR"].split(","))
+    assert labels_match(query, sts["spec"]["template"]["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
+def test_hook_rbac_reads_pods_only_and_exists_before_the_job(rendered, scenario):
+    objs = rendered(scenario)
+    job = one(objs, "Job")
+    sa_name = job["spec"]["template"]["spec"]["serviceAccountName"]
+    role = one(objs, "Role")
+    binding = one(objs, "RoleBinding")
+    hook_sa = one(objs, "ServiceAccount", sa_name)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}]
+    job_weight = int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    for obj in (role, binding, hook_sa):
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+        assert int(annotations["helm.sh/hook-weight"]) < job_weight
+    assert int(role["metadata"]["annotations"]["helm.sh/hook-weight"]) <= int(
+        binding["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_test_pod_checks_cluster_state_and_a_round_trip(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    pod = one(objs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == f"{values['image']['repository']}:{values['image']['tag']}"
+    script = c["command"][-1]
+    assert c["command"][:2] == ["sh", "-ec"], "any failed check fails the test pod"
+    assert "cluster_state:ok" in script
+    through_access = [line for line in script.splitlines() if '"$ACCESS_HOST"' in line]
+    assert {" set ", " get "} <= {op for line in through_access for op in (" set ", " get ") if op in line}
+    for line in through_access:
+        assert "redis-cli -c " in line, f"cluster redirects must be followed: {line.strip()}"
+    env = env_of(c)
+    assert env["PODS"] == str(sts_of(objs)["spec"]["replicas"])
+    assert env["ACCESS_PORT"] == str(values["service"]["port"])
+    if values["auth"]["enabled"]:
+        assert env["REDISCLI_AUTH"] == env_of(redis_of(objs))["REDIS_PASSWORD"]
+    else:
+        assert "REDISCLI_AUTH" not in env
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_volumes_bind_one_to_one_to_the_pods_claims(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    persistence = values["persistence"]
+    sts = sts_of(objs)
+    pvs = of_kind(objs, "PersistentVolume")
+    templates = sts["spec"].get("volumeClaimTemplates", [])
+    if persistence["type"] == "none":
+        assert not templates and not pvs
+        data = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
+        assert data == [{"name": "data", "emptyDir": {}}]
+        return
+    (vct,) = templates
+    assert vct["metadata"]["name"] == "data"
+    assert vct["metadata"]["labels"] == SELECTOR, "claim templates are immutable: selector labels only"
+    assert vct["spec"]["resources"]["requests"]["storage"] == persistence["size"]
+    assert vct["spec"]["accessModes"] == persistence["accessModes"]
+    if persistence["type"] == "storageClass":
+        assert not pvs
+        assert vct["spec"].get("storageClassName") == persistence.get("storageClassName")
+        return
+    claims = [f"data-{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+    assert sorted(pv["spec"]["claimRef"]["name"] for pv in pvs) == sorted(claims)
+    assert len({pv["metadata"]["name"] for pv in pvs}) == len(pvs)
+    for pv in pvs:
+        ref = pv["spec"]["claimRef"]
+        assert ref["namespace"] == NAMESPACE and ref["kind"] == "PersistentVolumeClaim"
+        assert NAMESPACE in pv["metadata"]["name"], "PVs are cluster-scoped: the name carries the namespace"
+        assert pv["spec"]["storageClassName"] == vct["spec"]["storageClassName"]
+        assert pv["spec"]["capacity"]["storage"] == persistence["size"]
+        assert pv["spec"]["accessModes"] == persistence["accessModes"]
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == persistence["reclaimPolicy"]
+        assert pv["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # The class is unique to the release and namespace, so no other claim can bind these PVs.
+    assert (
+        NAMESPACE in vct["spec"]["storageClassName"]
+        and sts["metadata"]["name"] in vct["spec"]["storageClassName"]
+    )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_auth_password_comes_from_a_secret_everywhere(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    redis = redis_of(objs)
+    env = env_of(redis)
+    if not values["auth"]["enabled"]:
+        assert "REDIS_PASSWORD" not in env and "--requirepass" not in redis["command"]
+        assert not of_kind(objs, "Secret")
+        return
+    ref = env["REDIS_PASSWORD"]["secretKeyRef"]
+    assert env["REDISCLI_AUTH"] == {"secretKeyRef": ref}
+    cmd = redis["command"]
+    assert cmd[cmd.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert cmd[cmd.index("--masterauth") + 1] == "$(REDIS_PASSWORD)"
+    if values["auth"].get("existingSecret"):
+        assert ref == {
+            "name": values["auth"]["existingSecret"],
+            "key": values["auth"]["existingSecretPasswordKey"],
+        }
+        assert not of_kind(objs, "Secret")
+    else:
+        secret = one(objs, "Secret", ref["name"])
+        assert base64.b64decode(secret["data"][ref["key"]]).decode() == values["auth"]["password"]
+        # The clear-text password appears nowhere in the rendered objects.
+        assert values["auth"]["password"] not in yaml.safe_dump_all(objs)
+
+
+# --- one scenario each -----------------------------------------------------------------------------
+
+
+def test_defaults_soft_anti_affinity_on_hostname_and_clusterip_access(rendered):
+    objs = rendered("defaults")
+    sts = sts_of(objs)
+    assert sts["spec"]["replicas"] == 6
+    anti = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == REDIS_SELECTOR
+    access = one(objs, "Service", FULL)
+    assert access["spec"]["type"] == "ClusterIP"
+    assert access["spec"]["ports"] == [
+        {"name": "tcp-redis", "port": 6379, "targetPort": "redis", "protocol": "TCP"}
+    ]
+    assert "cluster-node-timeout 5000" in redis_conf(objs)
+    assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert "storageClassName" not in sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    redis_sa = one(objs, "ServiceAccount", FULL)
+    assert redis_sa["automountServiceAccountToken"] is False
+    assert sts["spec"]["template"]["spec"]["serviceAccountName"] == FULL
+    assert [c["name"] for c in sts["spec"]["template"]["spec"]["initContainers"]] == ["prepare"]
+
+
+def test_nfs_renders_one_static_pv_per_pod_on_the_server(rendered):
+    pvs = sorted(of_kind(rendered("nfs"), "PersistentVolume"), key=lambda pv: pv["metadata"]["name"])
+    assert [pv["metadata"]["name"] for pv in pvs] == [f"{NAMESPACE}-data-{FULL}-{i}" for i in range(6)]
+    for i, pv in enumerate(pvs):
+        assert pv["spec"]["nfs"] == {
+            "server": "10.0.0.10",
+            "path": f"/exports/redis/{NAMESPACE}/{RELEASE}/{i}",
+        }
+        assert pv["spec"]["claimRef"]["name"] == f"data-{FULL}-{i}"
+        assert pv["spec"]["mountOptions"] == ["nfsvers=4.1", "hard"]
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        assert "hostPath" not in pv["spec"]
+
+
+def test_nfs_volume_permissions_init_container_chowns_data_as_root_first(rendered):
+    spec = sts_of(rendered("nfs"))["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["volume-permissions", "prepare"]
+    perms = spec["initContainers"][0]
+    assert perms["command"] == ["chown", "-R", "999:999", "/data"]
+    assert perms["securityContext"]["runAsUser"] == 0
+    assert set(perms["securityContext"]["capabilities"]["add"]) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert perms["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_hostpath_renders_static_pvs_on_the_named_node(rendered):
+    objs = rendered("hostpath")
+    pvs = sorted(of_kind(objs, "PersistentVolume"), key=lambda pv: pv["metadata"]["name"])
+    assert len(pvs) == 6
+    for i, pv in enumerate(pvs):
+        assert pv["spec"]["hostPath"] == {
+            "path": f"/var/lib/redis-test/{RELEASE}-{i}",
+            "type": "DirectoryOrCreate",
+        }
+        terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        assert terms == [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-1"]}]}
+        ]
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+        assert "nfs" not in pv["spec"]
+    spec = sts_of(objs)["spec"]["template"]["spec"]
+    assert "affinity" not in spec, "antiAffinity.type none"
+    assert [c["name"] for c in spec["initContainers"]] == ["volume-permissions", "prepare"]
+
+
+def test_storageclass_claims_use_the_named_class_and_size(rendered):
+    objs = rendered("storageclass")
+    sts = sts_of(objs)
+    vct = sts["spec"]["volumeClaimTemplates"][0]
+    assert vct["spec"]["storageClassName"] == "fast-ssd"
+    assert vct["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert redis_of(objs)["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"memory": "2Gi"},
+    }
+
+
+def test_none_uses_emptydir_for_data(rendered):
+    sts = sts_of(rendered("none"))
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert {"name": "data", "emptyDir": {}} in sts["spec"]["template"]["spec"]["volumes"]
+
+
+def test_auth_existing_secret_is_referenced_not_rendered(rendered):
+    objs = rendered("auth-existing-secret")
+    ref = {"secretKeyRef": {"name": "my-redis-auth", "key": "password"}}
+    assert env_of(redis_of(objs))["REDIS_PASSWORD"] == ref
+    assert env_of(one(objs, "Job")["spec"]["template"]["spec"]["containers"][0])["REDIS_PASSWORD"] == ref
+    assert env_of(one(objs, "Pod")["spec"]["containers"][0])["REDISCLI_AUTH"] == ref
+    assert not of_kind(objs, "Secret")
+
+
+def test_auth_password_is_stored_base64_in_the_chart_secret(rendered):
+    objs = rendered("auth-password")
+    secret = one(objs, "Secret", FULL)
+    assert secret["type"] == "Opaque"
+    assert secret["data"] == {"redis-password": base64.b64encode(b"s3cr3t-Passw0rd").decode()}
+    assert env_of(redis_of(objs))["REDIS_PASSWORD"] == {
+        "secretKeyRef": {"name": FULL, "key": "redis-password"}
+    }
+
+
+def test_nodeport_exposes_the_fixed_node_port_with_annotations(rendered):
+    access = one(rendered("nodeport"), "Service", FULL)
+    assert access["spec"]["type"] == "NodePort"
+    assert access["spec"]["ports"] == [
+        {"name": "tcp-redis", "port": 6380, "targetPort": "redis", "protocol": "TCP", "nodePort": 30079}
+    ]
+    assert access["metadata"]["annotations"] == {"example.org/owner": "platform-team"}
+
+
+def test_loadbalancer_access_and_hostname_redirects(rendered):
+    objs = rendered("loadbalancer")
+    access = one(objs, "Service", FULL)
+    assert access["spec"]["type"] == "LoadBalancer"
+    assert "nodePort" not in access["spec"]["ports"][0]
+    assert "cluster-preferred-endpoint-type hostname" in redis_conf(objs)
+
+
+def test_five_masters_two_replicas_on_a_custom_port_and_domain(rendered):
+    objs = rendered("5-masters-2-replicas")
+    sts = sts_of(objs)
+    assert sts["spec"]["replicas"] == 15
+    conf = redis_conf(objs)
+    for line in [
+        "port 7000",
+        "cluster-node-timeout 15000",
+        "repl-diskless-sync-max-replicas 2",
+        "cluster-require-full-coverage no",
+        "maxmemory 512mb",
+        "maxmemory-policy allkeys-lru",
+    ]:
+        assert line in conf
+    env = env_of(one(objs, "Job")["spec"]["template"]["spec"]["containers"][0])
+    assert (
+        env["REDIS_CLUSTER_PODS"],
+        env["REDIS_CLUSTER_MASTERS"],
+        env["REDIS_CLUSTER_REPLICAS_PER_MASTER"],
+    ) == ("15", "5", "2")
+    assert env["REDIS_CLUSTER_PORT"] == "7000" and env["REDIS_CLUSTER_DOMAIN"] == "k8s.example.internal"
+    assert env_of(redis_of(objs))["PRESTOP_TIMEOUT_SECONDS"] == "55"
+    assert redis_of(objs)["livenessProbe"]["exec"]["command"] == ["redis-cli", "-p", "7000", "ping"]
+    headless = one(objs, "Service", HEADLESS)
+    assert sorted(p["port"] for p in headless["spec"]["ports"]) == [7000, 17000]
+
+
+def test_hard_anti_affinity_requires_distinct_zones(rendered):
+    objs = rendered("hard-anti-affinity")
+    spec = sts_of(objs)["spec"]["template"]["spec"]
+    anti = spec["affinity"]["podAntiAffinity"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in anti
+    assert anti["requiredDuringSchedulingIgnoredDuringExecution"] == [
+        {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": REDIS_SELECTOR}}
+    ]
+    assert spec["nodeSelector"] == {"node-role.example.org/redis": "true"}
+    assert spec["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "redis", "effect": "NoSchedule"}
+    ]
+    meta = sts_of(objs)["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "cache"
+    assert meta["annotations"]["example.org/backup"] == "false"
+    # The hook and the test pod run on the same dedicated nodes.
+    assert one(objs, "Job")["spec"]["template"]["spec"]["tolerations"] == spec["tolerations"]
+    assert one(objs, "Pod")["spec"]["nodeSelector"] == spec["nodeSelector"]
+
+
+def test_network_policy_client_port_from_release_pods_and_sources_bus_between_redis_pods(rendered):
+    objs = rendered("network-policy")
+    policy = one(objs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == REDIS_SELECTOR
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    client, bus = spec["ingress"]
+    assert client["ports"] == [{"port": "redis", "protocol": "TCP"}]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "my-apps"}}} in client[
+        "from"
+    ]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "my-app"}}} in client["from"]
+    assert bus["ports"] == [{"port": "redis-bus", "protocol": "TCP"}]
+    assert bus["from"] == [{"podSelector": {"matchLabels": REDIS_SELECTOR}}]
+    # The hook Job and the helm test pod still reach the client port, but not the bus.
+    release_peer = client["from"][0]["podSelector"]["matchLabels"]
+    for labels in (
+        one(objs, "Job")["spec"]["template"]["metadata"]["labels"],
+        one(objs, "Pod")["metadata"]["labels"],
+    ):
+        assert labels_match(release_peer, labels)
+        assert not labels_match(bus["from"][0]["podSelector"]["matchLabels"], labels)
+    dns, peers = spec["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert {p["port"] for p in peers["ports"]} == {6379, 16379}
+    assert peers["to"] == [{"podSelector": {"matchLabels": REDIS_SELECTOR}}]
+
+
+def test_hook_disabled_renders_no_hook_and_uses_the_given_service_account(rendered):
+    objs = rendered("hook-disabled")
+    assert not of_kind(objs, "Job") and not of_kind(objs, "Role") and not of_kind(objs, "ServiceAccount")
+    sts = one(objs, "StatefulSet", "cache")
+    spec = sts["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "redis-sa"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert sts["spec"]["serviceName"] == "cache-headless"
+    assert one(objs, "Pod")["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+# --- across renders --------------------------------------------------------------------------------
+
+
+def test_pv_names_and_classes_differ_between_namespaces_and_releases(renderer):
+    values = scenario_values("nfs")
+    seen_names: set[str] = set()
+    seen_classes: set[str] = set()
+    for release, namespace in [("redis", "a"), ("redis", "b"), ("cache", "a")]:
+        pvs = of_kind(renderer.render(values, release=release, namespace=namespace), "PersistentVolume")
+        names = {pv["metadata"]["name"] for pv in pvs}
+        classes = {pv["spec"]["storageClassName"] for pv in pvs}
+        assert len(names) == 6 and len(classes) == 1
+        assert not names & seen_names and not classes & seen_classes
+        seen_names |= names
+        seen_classes |= classes
+
+
+def test_config_change_rolls_the_pods_other_changes_do_not(renderer):
+    def checksum(values):
+        return sts_of(renderer.render(values))["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
+
+    base = checksum({})
+    assert checksum({"redis": {"extraConfig": "maxmemory 1gb"}}) != base
+    assert checksum({"cluster": {"nodeTimeout": 6000}}) != base
+    assert checksum({"podLabels": {"team": "x"}}) == base
+    assert checksum({"service": {"port": 7777}}) == base
+
+
+def test_long_release_names_keep_every_name_within_limits(renderer):
+    objs = renderer.render({}, release="a-very-long-release-name-of-thirty-two")
+    sts = sts_of(objs)
+    assert len(sts["metadata"]["name"]) <= 52
+    for obj in objs:
+        assert len(obj["metadata"]["name"]) <= (253 if obj["kind"] == "PersistentVolume" else 63)
+    assert sts["spec"]["serviceName"].endswith("-headless")
+
+
+def test_release_name_containing_the_chart_name_is_used_as_is(renderer):
+    objs = renderer.render({}, release="redis-cluster")
+    assert sts_of(objs)["metadata"]["name"] == "redis-cluster"
+    assert one(objs, "Service", "redis-cluster-headless")
