@@ -7,7 +7,9 @@ A thin adapter: parse, check combinations, call the domain, map its outcome to a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ParamSpec
 
@@ -16,11 +18,20 @@ import typer
 from . import output
 from .errors import HelmRedisError, UsageError
 from .formation import Formation, FormationResult, members_from_addresses
+from .health import Expectation
 from .nodes import Connector, parse_node_list
-from .nodesconf import prepare_nodes_conf
+from .nodesconf import prepare_node
 from .plan import Member
 
 P = ParamSpec("P")
+
+
+@dataclass
+class Target:
+    members: list[Member]
+    connector: Connector
+    expected: Expectation
+    release: object | None = None
 
 
 def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
@@ -168,7 +179,7 @@ def _report_formation(result: FormationResult, output_format: output.OutputForma
 
 @app.command("prepare-node")
 @one_line_errors
-def prepare_node(
+def prepare_node_command(
     nodes_conf: Annotated[
         Path, typer.Option(envvar="REDIS_CLUSTER_NODES_CONF", help="The node's cluster config file.")
     ] = Path("/data/nodes.conf"),
@@ -176,9 +187,188 @@ def prepare_node(
         float,
         typer.Option(envvar="REDIS_CLUSTER_PREPARE_TIMEOUT", min=0, help="Seconds to wait for peer names."),
     ] = 60,
+    takeover_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="REDIS_CLUSTER_TAKEOVER_TIMEOUT",
+            min=0,
+            help="A restarting master waits this long for a live replica to take over (0: never waits).",
+        ),
+    ] = 15,
+    password: PasswordOption = None,
 ) -> None:
-    """Before redis-server starts: rewrite peers' stale IPs in nodes.conf from their hostnames."""
-    prepare_nodes_conf(nodes_conf, timeout, progress=output.progress)
+    """Before redis-server starts: rewrite peers' stale IPs in nodes.conf from their hostnames; a
+    restarting master whose replicas live waits for one of them to take over."""
+    connector = Connector(password, timeout=1.0)
+    try:
+        prepare_node(nodes_conf, timeout, takeover_timeout, connector, progress=output.progress)
+    finally:
+        connector.close()
+
+
+ReleaseArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="Helm release name (namespace and context come from helm -n / --kube-context).",
+        show_default=False,
+    ),
+]
+ReplicasOption = Annotated[
+    int | None,
+    typer.Option(
+        "--replicas-per-master",
+        "-r",
+        min=0,
+        help="Expected replicas per master (with --nodes).",
+        show_default=False,
+    ),
+]
+MastersOption = Annotated[
+    int | None, typer.Option(min=1, help="Expected masters (with --nodes).", show_default=False)
+]
+
+
+@contextmanager
+def _target(
+    release: str | None, nodes: str | None, password: str | None, masters: int | None, replicas: int | None
+) -> Iterator[Target]:
+    """A release (through port-forwards) or explicit nodes; exactly one of them."""
+    if bool(release) == bool(nodes):
+        raise UsageError("give a RELEASE name or --nodes HOST:PORT,... (one of them)")
+    if nodes:
+        addresses = parse_node_list(nodes)
+        connector = Connector(password)
+        try:
+            yield Target(members_from_addresses(addresses), connector, Expectation(masters, replicas))
+        finally:
+            connector.close()
+        return
+    from .release import open_release
+
+    opened = open_release(release or "")
+    try:
+        yield Target(opened.members, opened.connector, opened.expected, opened)
+    finally:
+        opened.close()
+
+
+@app.command()
+@one_line_errors
+def verify(
+    release: ReleaseArgument = None,
+    nodes: NodesOption = None,
+    password: PasswordOption = None,
+    masters: MastersOption = None,
+    replicas_per_master: ReplicasOption = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Skip the write/read round trip.")] = False,
+    output_format: OutputOption = output.OutputFormat.table,
+) -> None:
+    """Is the release's cluster healthy and complete? Exit 0 all pass, 1 a check failed."""
+    from .verify import verify as run_verify
+
+    with _target(release, nodes, password, masters, replicas_per_master) as target:
+        report = run_verify(
+            target.connector,
+            [m.address for m in target.members],
+            target.expected,
+            names={str(m.address): m.name for m in target.members},
+            k8s_nodes=target.release.k8s_nodes if target.release else None,
+            read_only=read_only,
+            extra_checks=target.release.pod_checks() if target.release else None,
+        )
+    if output_format is output.OutputFormat.json:
+        output.emit_json(report.as_dict())
+    else:
+        if report.nodes:
+            output.stdout.print(output.rows_table(report.nodes, "nodes"))
+        verdict = "healthy and complete" if report.ok else "NOT healthy"
+        output.stdout.print(output.checks_table(report.checks, f"{verdict} ({report.seconds:.2f} s)"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@one_line_errors
+def drill(
+    release: ReleaseArgument = None,
+    nodes: NodesOption = None,
+    password: PasswordOption = None,
+    mode: Annotated[str, typer.Option(help="crash (no handover) or graceful (preStop handover).")] = "crash",
+    pod: Annotated[
+        str | None, typer.Option(help="The master to take down [default: chosen].", show_default=False)
+    ] = None,
+    masters: MastersOption = None,
+    replicas_per_master: ReplicasOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Drill even if verify fails.")] = False,
+    failback: Annotated[
+        bool, typer.Option("--failback", help="Give the slots back to the original master.")
+    ] = False,
+    max_failover_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Slower promotion fails the drill.", show_default=False)
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=5, help="Seconds the drill may take after the fault.")] = 180,
+    max_writes: Annotated[int, typer.Option(min=1, help="Upper bound of the write load.")] = 200_000,
+    output_format: OutputOption = output.OutputFormat.table,
+) -> None:
+    """Failover drill: a master goes down under write load; its replica must take over, and the old
+    master must come back as a replica with the same node ID. Exit 1 when anything of that fails."""
+    from .drill import Drill
+    from .faults import CommandFaults
+    from .verify import verify as run_verify
+
+    if mode not in ("crash", "graceful"):
+        raise UsageError(f"--mode {mode!r}: use crash or graceful")
+    with _target(release, nodes, password, masters, replicas_per_master) as target:
+        names = {str(m.address): m.name for m in target.members}
+        before = run_verify(target.connector, [m.address for m in target.members], target.expected, names)
+        if not before.ok and not force:
+            failing = ", ".join(c.name for c in before.checks if not c.ok)
+            raise UsageError(f"refusing to drill a cluster that fails verify ({failing}); --force overrides")
+        faults = target.release.faults() if target.release else CommandFaults(target.connector)
+        per_master = target.expected.replicas_per_master
+        report = Drill(
+            target.connector,
+            target.members,
+            faults,
+            per_master if per_master is not None else 1,
+            mode=mode,  # type: ignore[arg-type]
+            target=pod,
+            timeout=timeout,
+            max_writes=max_writes,
+            failback=failback,
+            max_failover_seconds=max_failover_seconds,
+            progress=output.progress,
+        ).run()
+    if output_format is output.OutputFormat.json:
+        output.emit_json(report.as_dict())
+    else:
+        _print_drill(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_drill(report) -> None:
+    rows = [{"event": e, "after": f"{t:.2f} s"} for e, t in report.ordered_timeline()]
+    output.stdout.print(output.rows_table(rows, f"{report.mode} drill of {report.target}"))
+    gaps = [
+        {
+            "shard (master at start)": s.name,
+            "longest write gap": f"{s.longest_gap * 1000:.0f} ms",
+            "acknowledged writes": str(s.acknowledged),
+        }
+        for s in report.shards.values()
+    ]
+    output.stdout.print(output.rows_table(sorted(gaps, key=lambda r: r["shard (master at start)"]), "writes"))
+    promotion = "n/a" if report.promotion_seconds is None else f"{report.promotion_seconds:.2f} s"
+    output.stdout.print(
+        f"promotion: {promotion}; new master: {report.new_master or 'none'}; acknowledged writes: "
+        f"{report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by every replica: "
+        f"{report.unreplicated} (lost {report.lost_unreplicated}); failed: {report.failed}"
+        + (f"; {report.failback}" if report.failback else "")
+    )
+    for problem in report.problems:
+        output.stdout.print(f"[red]problem:[/] {problem}")
+    output.stdout.print("[green]drill passed[/]" if report.ok else "[red]drill FAILED[/]")
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def name_of(views: list[NodeView], names: dict[str, str] | None = None) -> dict[
 
 def assess(
     views: list[NodeView],
-    expected: Expectation = Expectation(),
+    expected: Expectation | None = None,
     k8s_nodes: dict[str, str] | None = None,
     names: dict[str, str] | None = None,
     max_lag_bytes: int = 1 << 20,
@@ -76,6 +76,7 @@ def assess(
 
     `k8s_nodes` maps a view's address to the Kubernetes node it runs on; `names` maps it to a pod name.
     """
+    expected = expected or Expectation()
     label = name_of(views, names)
     ids = set(label)
     checks: list[Check] = []

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
 from .errors import NodesNotReady, NodeUnreachable, UsageError
@@ -67,17 +69,28 @@ class Connector:
         self._clients: dict[NodeAddress, redis.Redis] = {}
 
     def client(self, address: NodeAddress) -> redis.Redis:
+        """The shared (pooled) client of a node."""
         reachable = self.address_map(address)
         if reachable not in self._clients:
-            self._clients[reachable] = redis.Redis(
-                host=reachable.host,
-                port=reachable.port,
-                password=self.password,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                decode_responses=True,
-            )
+            self._clients[reachable] = self._new_client(reachable)
         return self._clients[reachable]
+
+    def dedicated(self, address: NodeAddress) -> redis.Redis:
+        """A client on one connection of its own (WAIT refers to that connection's own writes)."""
+        return self._new_client(self.address_map(address), single_connection_client=True)
+
+    def _new_client(self, reachable: NodeAddress, **options: Any) -> redis.Redis:
+        return redis.Redis(
+            host=reachable.host,
+            port=reachable.port,
+            password=self.password,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            decode_responses=True,
+            # Our callers poll with their own deadlines; hidden retries would only blur them.
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
 
     def close(self) -> None:
         for client in self._clients.values():

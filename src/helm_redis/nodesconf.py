@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .clusterview import parse_node_line
+import redis
+
+from .clusterview import ClusterNode, parse_cluster_nodes, parse_node_line
+from .nodes import Connector, NodeAddress
 
 Resolver = Callable[[str], str | None]
 
@@ -99,3 +102,67 @@ def prepare_nodes_conf(
     else:
         progress("every peer address is current")
     return rewrite
+
+
+def await_takeover(
+    text: str,
+    connector: Connector,
+    timeout: float,
+    progress: Callable[[str], None] = print,
+    interval: float = 0.25,
+) -> str:
+    """A master restarting while its replicas live waits (bounded) until one of them has taken over.
+
+    Without this, a master that comes back within the node timeout simply resumes, and whether a
+    replica takes over depends on how fast the pod was recreated. Waiting makes the outcome certain
+    (the old master rejoins as a replica, as with any failover) and never lets a master that lost its
+    data come back and have its replicas resync from it. It waits only when a failover can happen:
+    a replica answers and a majority of the masters does.
+    """
+    nodes = parse_cluster_nodes(text)
+    me = next((n for n in nodes if n.is_myself), None)
+    if me is None or not me.is_master or not me.slots:
+        return "not a master serving slots: nothing to wait for"
+    replicas = [n for n in nodes if n.master_id == me.node_id]
+    masters = [n for n in nodes if n.is_master and n.slots]
+    live_replicas = [n for n in replicas if _answers(connector, n)]
+    live_masters = [n for n in masters if n.node_id != me.node_id and _answers(connector, n)]
+    if not live_replicas or len(live_masters) < len(masters) // 2 + 1:
+        return "no failover possible now (replicas or a majority of masters down): starting as is"
+    first_slot = me.slots[0][0]
+    deadline = time.monotonic() + timeout
+    progress(f"restarting master: waiting up to {timeout:.0f} s for a replica to take over")
+    while time.monotonic() < deadline:
+        for peer in live_replicas + live_masters:
+            try:
+                view = parse_cluster_nodes(
+                    connector.client(NodeAddress(peer.ip, peer.port)).execute_command("CLUSTER", "NODES")
+                )
+            except redis.RedisError:
+                continue
+            owner = next((n for n in view if any(a <= first_slot <= b for a, b in n.slots)), None)
+            if owner is not None and owner.node_id != me.node_id:
+                return f"{owner.address} has taken over: starting to rejoin as its replica"
+        time.sleep(interval)
+    return f"no replica took over within {timeout:.0f} s: starting as master"
+
+
+def _answers(connector: Connector, node: ClusterNode) -> bool:
+    try:
+        return bool(connector.client(NodeAddress(node.ip, node.port)).ping())
+    except redis.RedisError:
+        return False
+
+
+def prepare_node(
+    path: Path,
+    timeout: float,
+    takeover_timeout: float,
+    connector: Connector,
+    resolve: Resolver = dns_resolver,
+    progress: Callable[[str], None] = print,
+) -> None:
+    """The pod's start step: fresh IPs for every peer, then (for a master) the takeover wait."""
+    rewrite = prepare_nodes_conf(path, timeout, resolve, progress)
+    if rewrite is not None and takeover_timeout > 0:
+        progress(await_takeover(rewrite.text, connector, takeover_timeout, progress))

@@ -189,9 +189,14 @@ def test_prepare_init_container_rewrites_nodes_conf_with_the_hook_image(rendered
     prepare = container(spec, "prepare", init=True)
     assert prepare["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
     assert prepare["args"] == ["prepare-node"]
-    assert env_of(prepare) == {
+    env = env_of(prepare)
+    password = env.pop("REDIS_PASSWORD", None)
+    assert (password is not None) == values["auth"]["enabled"]
+    assert password is None or set(password) == {"secretKeyRef"}
+    assert env == {
         "REDIS_CLUSTER_NODES_CONF": "/data/nodes.conf",
         "REDIS_CLUSTER_PREPARE_TIMEOUT": str(values["redis"]["prepareTimeoutSeconds"]),
+        "REDIS_CLUSTER_TAKEOVER_TIMEOUT": str(values["redis"]["takeoverTimeoutSeconds"]),
     }
     assert {"name": "data", "mountPath": "/data"} in prepare["volumeMounts"]
     assert prepare["securityContext"] == container(spec, "redis")["securityContext"]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make test`: every test of the project, stage by stage, with how long each stage took.
+#   static   ruff, chart README/schema freshness (chart lint and render tests run under pytest)
+#   local    unit, chart, plugin and Redis-level tests (real redis-server processes on loopback)
+#   e2e      the Kubernetes journey, on the configured cluster or a local one (ci/k8s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+declare -a report=()
+stage() {  # stage NAME COMMAND...
+  local name=$1 start=$SECONDS; shift
+  echo "=== stage: $name"
+  "$@"
+  report+=("$(printf '%-8s %5d s' "$name" $((SECONDS - start)))")
+}
+summary() { echo "=== stage times"; printf '%s\n' "${report[@]}"; }
+trap summary EXIT
+
+static() {
+  .venv/bin/ruff check src tests benchmarks ci/*.py
+  .venv/bin/ruff format --check src tests benchmarks ci/*.py
+  $py ci/chart_docs.py --check charts/redis-cluster
+}
+
+stage static static
+stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider
+if [[ -d tests/e2e ]]; then
+  stage k8s-up make --no-print-directory k8s-up
+  stage e2e $py -m pytest -m e2e -p no:cacheprovider
+fi

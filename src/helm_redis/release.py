@@ -1,0 +1,209 @@
+"""A Helm release as the plugin sees it: its expected shape (from the release's values), its pods (by the
+release's labels), its password (from the Secret the pods use), and port-forwards to reach them.
+
+Namespace, context and kubeconfig come from Helm's environment (HELM_NAMESPACE, HELM_KUBECONTEXT,
+KUBECONFIG), because Helm strips -n/--kube-context/--kubeconfig before a plugin sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import KubernetesUnavailable, PodsNotFound, ReleaseNotFound
+from .health import Check, Expectation
+from .k8s import PodInfo, core_api, list_pods
+from .nodes import Connector, NodeAddress
+from .plan import Member
+from .portforward import PodForwarder
+
+
+def release_values(name: str, namespace: str, context: str | None, kubeconfig: str | None) -> dict[str, Any]:
+    """The release's computed values, read through Helm (pyhelm3)."""
+    from pyhelm3 import Client
+    from pyhelm3 import errors as helm_errors
+
+    async def read() -> dict[str, Any]:
+        client = Client(
+            executable=os.environ.get("HELM_BIN", "helm"),
+            kubeconfig=kubeconfig,
+            kubecontext=context,
+        )
+        revision = await client.get_current_revision(name, namespace=namespace)
+        return await revision.values(computed=True)
+
+    try:
+        return asyncio.run(read())
+    except helm_errors.ReleaseNotFoundError:
+        raise ReleaseNotFound(
+            f"release {name!r} not found in namespace {namespace!r} "
+            "(set the namespace with helm -n NAMESPACE)"
+        ) from None
+    except helm_errors.ConnectionError as error:
+        raise KubernetesUnavailable(f"Helm cannot reach the cluster: {_last_line(error)}") from None
+    except helm_errors.Error as error:
+        raise KubernetesUnavailable(f"helm failed reading release {name!r}: {_last_line(error)}") from None
+    except FileNotFoundError:
+        raise KubernetesUnavailable("the helm executable was not found (HELM_BIN or PATH)") from None
+
+
+def _last_line(error: Exception) -> str:
+    text = str(getattr(error, "stderr", b"") or error)
+    if isinstance(getattr(error, "stderr", None), bytes):
+        text = error.stderr.decode(errors="replace")  # type: ignore[attr-defined]
+    return text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+
+
+@dataclass
+class ReleaseTarget:
+    """Everything verify and drill need to reach a release's cluster from outside."""
+
+    name: str
+    namespace: str
+    expected: Expectation
+    port: int
+    pods: list[PodInfo]
+    members: list[Member]
+    connector: Connector
+    forwarder: PodForwarder
+    api: Any
+    selector: str
+    persistent: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {str(m.address): m.name for m in self.members}
+
+    @property
+    def k8s_nodes(self) -> dict[str, str]:
+        return {str(m.address): m.k8s_node for m in self.members if m.k8s_node}
+
+    def pod_checks(self) -> list[Check]:
+        expected_pods = (self.expected.masters or 0) * (1 + (self.expected.replicas_per_master or 0))
+        not_ready = [p.name for p in self.pods if not p.ready]
+        restarts = {p.name: p.restarts for p in self.pods if p.restarts}
+        checks = [
+            Check(
+                "pods-ready",
+                "fail" if not_ready or len(self.pods) < expected_pods else "pass",
+                (f"not ready: {', '.join(not_ready)}; " if not_ready else "")
+                + f"{len(self.pods) - len(not_ready)}/{expected_pods} pods Ready",
+            ),
+            Check(
+                "pod-restarts",
+                "warn" if restarts else "pass",
+                ", ".join(f"{k}: {v}" for k, v in restarts.items()) or "no container restarts",
+            ),
+        ]
+        ephemeral = [pod for pod, persistent in self.persistent.items() if not persistent]
+        checks.append(
+            Check(
+                "data-on-persistent-volume",
+                "fail" if ephemeral else "pass",
+                f"nodes.conf and AOF on an emptyDir (lost on restart): {', '.join(ephemeral)}"
+                if ephemeral
+                else "nodes.conf and AOF live on each pod's PersistentVolumeClaim",
+            )
+        )
+        return checks
+
+    def close(self) -> None:
+        self.connector.close()
+        self.forwarder.close()
+
+    def faults(self) -> PodFaults:
+        return PodFaults(self)
+
+    def delete_pod(self, pod: str, grace_seconds: int | None) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_pod(
+                pod, self.namespace, body=client.V1DeleteOptions(grace_period_seconds=grace_seconds)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise PodsNotFound(f"pod {pod!r} not found in namespace {self.namespace!r}") from None
+            raise KubernetesUnavailable(f"deleting pod {pod} failed: {error.status} {error.reason}") from None
+
+
+def _password(api, namespace: str, pod_spec) -> str | None:
+    """The password the Redis container itself uses (env REDIS_PASSWORD from a Secret), if any."""
+    from kubernetes.client.exceptions import ApiException
+
+    for container in pod_spec.containers:
+        for env in container.env or []:
+            if env.name == "REDIS_PASSWORD" and env.value_from and env.value_from.secret_key_ref:
+                ref = env.value_from.secret_key_ref
+                try:
+                    secret = api.read_namespaced_secret(ref.name, namespace, _request_timeout=10)
+                except ApiException as error:
+                    raise KubernetesUnavailable(
+                        f"reading the auth Secret {ref.name!r} failed: {error.status} {error.reason}"
+                    ) from None
+                return base64.b64decode((secret.data or {})[ref.key]).decode()
+    return None
+
+
+def open_release(
+    name: str,
+    namespace: str | None = None,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    timeout: float = 5.0,
+) -> ReleaseTarget:
+    namespace = namespace or os.environ.get("HELM_NAMESPACE") or "default"
+    context = context or os.environ.get("HELM_KUBECONTEXT") or None
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    values = release_values(name, namespace, context, kubeconfig)
+    cluster = values.get("cluster", {})
+    expected = Expectation(int(cluster.get("masters", 3)), int(cluster.get("replicasPerMaster", 1)))
+    port = int(values.get("redis", {}).get("port", 6379))
+    api = core_api(context, kubeconfig)
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=redis"
+    pods = [p for p in list_pods(api, namespace, selector) if not p.deleting]
+    if not pods:
+        raise PodsNotFound(f"release {name!r} has no Redis pods in namespace {namespace!r}")
+    items = {i.metadata.name: i for i in api.list_namespaced_pod(namespace, label_selector=selector).items}
+    first = items[pods[0].name]
+    password = _password(api, namespace, first.spec)
+    persistent = {
+        pod: any(v.name == "data" and v.persistent_volume_claim is not None for v in item.spec.volumes or [])
+        for pod, item in items.items()
+    }
+
+    def pod_ips() -> dict[str, str]:
+        return {p.ip: p.name for p in list_pods(api, namespace, selector) if p.ip}
+
+    forwarder = PodForwarder(api, namespace, port, pod_ips)
+    members = [Member(NodeAddress(p.name, port), p.name, p.k8s_node, p.ordinal) for p in pods]
+    connector = Connector(password, forwarder.address_map, timeout=timeout)
+    return ReleaseTarget(
+        name, namespace, expected, port, pods, members, connector, forwarder, api, selector, persistent
+    )
+
+
+def wait_for_pod(target: ReleaseTarget, pod: str, timeout: float) -> bool:
+    """Wait (bounded) until the pod exists again, runs and has an IP."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for info in list_pods(target.api, target.namespace, target.selector):
+            if info.name == pod and info.ip and not info.deleting:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+class PodFaults:
+    """Crash: delete the pod with grace period 0 (no preStop). Graceful: a normal deletion."""
+
+    def __init__(self, target: ReleaseTarget) -> None:
+        self.target = target
+
+    def inject(self, member: Member, mode: str) -> None:
+        self.target.delete_pod(member.name, 0 if mode == "crash" else None)

@@ -1,0 +1,158 @@
+"""verify against real local clusters: a healthy one passes; each broken state fails the right check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from helm_redis.cli import app
+from helm_redis.health import Expectation
+from helm_redis.nodes import Connector
+from helm_redis.verify import verify
+
+from .helpers import form, views_of, wait_for
+
+pytestmark = pytest.mark.redis
+runner = CliRunner()
+
+
+@pytest.fixture
+def cluster(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    return nodes
+
+
+def _verdicts(nodes, password: str | None = None, **kw) -> dict[str, str]:
+    report = verify(Connector(password), nodes.addresses, Expectation(3, 1), **kw)
+    return {c.name: c.status for c in report.checks}
+
+
+def _master_and_replica(nodes, password: str | None = None):
+    views = {v.address: v for v in views_of(nodes, password)}
+    master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
+    master_id = views[str(master.address)].node_id
+    replica = next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == master_id)
+    return master, replica, views
+
+
+def test_a_healthy_cluster_passes_every_check(cluster):
+    verdicts = _verdicts(cluster)
+    assert set(verdicts.values()) == {"pass"}, verdicts
+    assert {"nodes-reachable", "cluster-state", "slot-coverage", "replica-links", "write-read"} <= set(
+        verdicts
+    )
+
+
+def test_uncovered_slots_fail_slot_coverage(cluster):
+    for node in cluster.nodes:
+        node.client().execute_command("CLUSTER", "DELSLOTSRANGE", 0, 99)
+
+    verdicts = _verdicts(cluster)
+
+    assert verdicts["slot-coverage"] == "fail"
+
+
+def test_a_master_without_its_replica_fails_replica_count(cluster):
+    _, replica, _ = _master_and_replica(cluster)
+    replica.stop(kill=True)
+
+    verdicts = _verdicts(cluster)
+
+    assert verdicts["replica-count"] == "fail"
+    assert verdicts["nodes-reachable"] == "fail"
+
+
+def test_a_replica_with_its_link_down_fails_replica_links(make_nodes):
+    nodes = make_nodes(6, password="pw")
+    form(nodes, 3, 1, password="pw", timeout=60)
+    master, replica, _ = _master_and_replica(nodes, password="pw")
+    replica.client().config_set("masterauth", "wrong")
+    master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+    wait_for(
+        lambda: replica.client().info("replication")["master_link_status"] == "down",
+        timeout=10,
+        what="the replica link to go down",
+    )
+
+    verdicts = _verdicts(nodes, password="pw")
+
+    assert verdicts["replica-links"] == "fail"
+
+
+def test_nodes_disagreeing_on_the_slot_map_fail_agreement(cluster):
+    views = views_of(cluster)
+    owners = sorted((v for v in views if v.myself.slots), key=lambda v: v.myself.config_epoch)
+    newest, oldest = owners[-1], owners[0]
+    # One node believes the newest master owns a slot of the oldest: gossip never corrects that belief,
+    # because the real owner's config epoch is lower.
+    onlooker = next(n for n in cluster.nodes if str(n.address) not in (newest.address, oldest.address))
+    slot = oldest.myself.slots[0][0]
+    onlooker.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", newest.node_id)
+
+    verdicts = _verdicts(cluster)
+
+    assert verdicts["slot-map-agreement"] == "fail"
+
+
+def test_an_open_slot_fails_open_slots(cluster):
+    views = views_of(cluster)
+    owner, other = [v for v in views if v.myself.slots][:2]
+    node = next(n for n in cluster.nodes if str(n.address) == owner.address)
+    node.client().execute_command("CLUSTER", "SETSLOT", owner.myself.slots[0][0], "MIGRATING", other.node_id)
+
+    verdicts = _verdicts(cluster)
+
+    assert verdicts["open-slots"] == "fail"
+
+
+def test_replica_placement_is_judged_when_k8s_nodes_are_known(cluster):
+    master, replica, _ = _master_and_replica(cluster)
+    shared = {str(n.address): "node-a" for n in cluster.nodes}  # everything on one k8s node
+
+    assert _verdicts(cluster, k8s_nodes=shared)["replica-placement"] == "warn"  # unavoidable
+
+    spread = {str(n.address): f"node-{i % 3}" for i, n in enumerate(cluster.nodes)}
+    spread[str(replica.address)] = spread[str(master.address)]  # avoidable colocation
+    assert _verdicts(cluster, k8s_nodes=spread)["replica-placement"] == "fail"
+
+
+def test_cli_verify_json_and_exit_codes(cluster):
+    healthy = runner.invoke(app, ["verify", "--nodes", cluster.nodes_option(), "-r", "1", "-o", "json"])
+    assert healthy.exit_code == 0, healthy.output
+    document = json.loads(healthy.stdout)
+    assert document["ok"] is True
+    assert {"checks", "nodes", "seconds"} <= set(document)
+    assert all({"name", "status", "detail"} == set(c) for c in document["checks"])
+    assert len(document["nodes"]) == 6
+
+    _, replica, _ = _master_and_replica(cluster)
+    replica.stop(kill=True)
+    sick = runner.invoke(app, ["verify", "--nodes", cluster.nodes_option(), "-r", "1", "-o", "json"])
+    assert sick.exit_code == 1
+    assert json.loads(sick.stdout)["ok"] is False
+
+
+def test_cli_verify_read_only_skips_the_round_trip(cluster):
+    result = runner.invoke(app, ["verify", "--nodes", cluster.nodes_option(), "--read-only", "-o", "json"])
+    assert result.exit_code == 0
+    assert "write-read" not in {c["name"] for c in json.loads(result.stdout)["checks"]}
+
+
+def test_cli_verify_with_a_wrong_password_exits_2_with_one_line(make_nodes):
+    nodes = make_nodes(3, password="right")
+
+    result = runner.invoke(app, ["verify", "--nodes", nodes.nodes_option(), "--password", "wrong"])
+
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "password" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_verify_without_release_or_nodes_is_a_usage_error():
+    result = runner.invoke(app, ["verify"])
+    assert result.exit_code == 2
+    assert "RELEASE" in result.stderr
