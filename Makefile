@@ -4,7 +4,7 @@ CACHE ?= $(or $(RCH_CACHE),$(HOME)/.cache/redis-cluster-helm)
 export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
 PY := .venv/bin/python
 
-.PHONY: bootstrap lint test test-fast bench chart-docs clean
+.PHONY: bootstrap lint test bench chart-docs clean demo
 
 bootstrap: ## install every pinned tool (idempotent; seconds when warm)
 	@ci/bootstrap.sh
@@ -27,3 +27,6 @@ clean:
 	rm -rf .venv .pytest_cache .ruff_cache build dist src/*.egg-info
 
 -include ci/k8s.mk
+
+demo: bootstrap ## the whole thing: local Kubernetes (or yours), install, hook, verify, a crash drill
+	@ci/demo.sh

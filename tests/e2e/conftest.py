@@ -1,0 +1,139 @@
+"""The Kubernetes journey runs on a real cluster: the configured one (KUBECONFIG), or the local one that
+`make k8s-up` started (its environment comes from ci/k8s/env.sh). Nothing here is simulated: without a
+reachable cluster these tests fail with the reason, they are never skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "redis-cluster"
+
+
+def _local_cluster_env() -> dict[str, str]:
+    """`export K=V` lines of ci/k8s/env.sh (empty when the local cluster is not running)."""
+    out = subprocess.run([str(ROOT / "ci/k8s/env.sh")], capture_output=True, text=True, check=False).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        for assignment in shlex.split(line.removeprefix("export ")):
+            key, _, value = assignment.partition("=")
+            env[key] = value.replace("$PATH", os.environ.get("PATH", ""))
+    return env
+
+
+@dataclass
+class Cluster:
+    namespace: str
+    env: dict[str, str]
+    values: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 900, **kw
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout, **kw)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def helm(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", "--namespace", self.namespace, *args, **kw)
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", "--namespace", self.namespace, *args, **kw)
+
+    def plugin(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return self.helm("redis", *args, **kw)
+
+    def plugin_json(self, *args: str) -> tuple[int, dict]:
+        done = self.plugin(*args, "--output", "json", check=False)
+        try:
+            return done.returncode, json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"helm redis {' '.join(args)}: no JSON ({done.returncode}):\n{done.stderr}"
+            ) from None
+
+    def timed(self, name: str, started: float) -> None:
+        self.timings[name] = time.monotonic() - started
+        print(f"\n[e2e] {name}: {self.timings[name]:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    env = {**os.environ, **_local_cluster_env()}
+    probe = subprocess.run(
+        ["kubectl", "version", "--request-timeout=10s"], env=env, capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        raise RuntimeError(
+            f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
+        )
+    plugins = tmp_path_factory.mktemp("helm-plugins")
+    env.update(
+        HELM_PLUGINS=str(plugins),
+        HELM_DATA_HOME=str(plugins / "data"),
+        HELM_CACHE_HOME=str(plugins / "cache"),
+        HELM_CONFIG_HOME=str(plugins / "config"),
+    )
+    redis_image = env.get("RCH_REDIS_IMAGE")
+    hook_image = env.get("RCH_HOOK_IMAGE")
+    if not (redis_image and hook_image):
+        raise RuntimeError("set RCH_REDIS_IMAGE and RCH_HOOK_IMAGE to images your cluster can run")
+    node = subprocess.run(
+        ["kubectl", "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    values = []
+    for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
+        repository, _, tag = image.rpartition(":")
+        values += [
+            "--set",
+            f"{prefix}.repository={repository}",
+            "--set",
+            f"{prefix}.tag={tag}",
+            "--set",
+            f"{prefix}.pullPolicy=Never",
+        ]
+    run_id = uuid.uuid4().hex[:6]
+    values += [
+        "--set",
+        "persistence.type=hostPath",
+        "--set",
+        f"persistence.hostPath.node={node}",
+        "--set",
+        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{run_id}/{{{{ordinal}}}}",
+        "--set",
+        "volumePermissions.enabled=true",
+    ]
+    cluster = Cluster(f"rch-e2e-{run_id}", env, values)
+    cluster.run("kubectl", "create", "namespace", cluster.namespace)
+    cluster.run("helm", "plugin", "install", str(ROOT / "helm_plugin"), timeout=600)
+    try:
+        yield cluster
+    finally:
+        print("\n[e2e] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in cluster.timings.items()))
+        cluster.run("helm", "--namespace", cluster.namespace, "uninstall", "redis", "--wait", check=False)
+        cluster.run(
+            "kubectl", "delete", "namespace", cluster.namespace, "--wait=true", "--timeout=300s", check=False
+        )
+        ours = [
+            pv
+            for pv in cluster.run("kubectl", "get", "pv", "-o", "name", check=False).stdout.split()
+            if pv.startswith(f"persistentvolume/{cluster.namespace}-")
+        ]
+        if ours:
+            cluster.run("kubectl", "delete", "--wait=false", *ours, check=False)

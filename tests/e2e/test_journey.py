@@ -1,0 +1,206 @@
+"""The seed's whole journey on a real Kubernetes, in order: install -> verify -> drills -> full restart ->
+upgrades (same values, then one more master and replica) -> bad input -> uninstall."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from helm_redis.drill import Router
+from helm_redis.nodes import read_views
+from helm_redis.release import ReleaseTarget, open_release
+
+from .conftest import CHART, ROOT, Cluster
+
+pytestmark = pytest.mark.e2e
+RELEASE = "redis"
+KEYS = 2000
+
+
+def _open(cluster: Cluster) -> ReleaseTarget:
+    return open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
+
+
+def _fingerprint(cluster: Cluster) -> dict[str, tuple]:
+    """pod -> (node id, config epoch, slots) as each node sees itself."""
+    target = _open(cluster)
+    try:
+        views = read_views(target.connector, [m.address for m in target.members])
+        return {
+            m.name: (v.node_id, v.myself.config_epoch, v.myself.slots) for m, v in zip(target.members, views)
+        }
+    finally:
+        target.close()
+
+
+def _write_keys(cluster: Cluster, count: int) -> None:
+    target = _open(cluster)
+    try:
+        router = Router(target.connector, [m.address for m in target.members])
+        from redis.crc import key_slot
+
+        for i in range(count):
+            key = f"journey:{i}"
+            target.connector.client(router.owner[key_slot(key.encode())]).set(key, i)
+    finally:
+        target.close()
+
+
+def _missing_keys(cluster: Cluster, count: int) -> list[str]:
+    target = _open(cluster)
+    try:
+        router = Router(target.connector, [m.address for m in target.members])
+        from redis.crc import key_slot
+
+        missing = []
+        for i in range(count):
+            key = f"journey:{i}"
+            if target.connector.client(router.owner[key_slot(key.encode())]).get(key) != str(i):
+                missing.append(key)
+        return missing
+    finally:
+        target.close()
+
+
+def _wait_verified(cluster: Cluster, timeout: float, masters: int = 3) -> dict:
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        code, last = cluster.plugin_json("verify", RELEASE)
+        if code == 0 and last.get("ok"):
+            return last
+        time.sleep(3)
+    raise AssertionError(f"not verified within {timeout} s: {json.dumps(last)[:2000]}")
+
+
+def test_install_forms_the_cluster_and_helm_test_passes(cluster: Cluster):
+    started = time.monotonic()
+    cluster.helm("install", RELEASE, str(CHART), *cluster.values, "--wait", "--timeout", "15m")
+    cluster.timed("install (hook done)", started)
+    cluster.helm("test", RELEASE, "--timeout", "5m")
+    _wait_verified(cluster, 120)
+    cluster.timed("install -> verified cluster", started)
+    _write_keys(cluster, KEYS)
+
+
+def test_nfs_persistent_volumes_pass_a_server_side_dry_run(cluster: Cluster):
+    rendered = cluster.helm("template", "nfs", str(CHART), "-f", str(CHART / "ci" / "nfs-values.yaml")).stdout
+    applied = cluster.run(
+        "kubectl", "apply", "--dry-run=server", "-n", cluster.namespace, "-f", "-", input=rendered
+    )
+    assert "persistentvolume/" in applied.stdout and "(server dry run)" in applied.stdout
+
+
+def test_plugin_verify_passes_through_port_forwards(cluster: Cluster):
+    started = time.monotonic()
+    code, report = cluster.plugin_json("verify", RELEASE)
+    cluster.timed("helm redis verify", started)
+    assert code == 0, report
+    names = {c["name"] for c in report["checks"]}
+    assert {"pods-ready", "data-on-persistent-volume", "write-read", "replica-links"} <= names
+    table = cluster.plugin("verify", RELEASE)
+    assert "healthy and complete" in table.stdout
+
+
+@pytest.mark.parametrize("mode", ["crash", "graceful"])
+def test_drill_promotes_the_replica_and_the_pod_rejoins_with_its_node_id(cluster: Cluster, mode: str):
+    before = _fingerprint(cluster)
+    code, report = cluster.plugin_json("drill", RELEASE, "--mode", mode, "--timeout", "300")
+    print(
+        f"\n[e2e] {mode} drill: promotion {report.get('promotion_seconds')} s, "
+        f"write gaps {report.get('write_gap_seconds')}, writes {report.get('writes')}, "
+        f"timeline {report.get('timeline')}"
+    )
+    assert code == 0, report
+    assert report["writes"]["lost_acknowledged"] == 0
+    assert report["writes"]["acknowledged"] > 0
+    events = [e["event"] for e in report["timeline"]]
+    assert {"replica promoted", "node back", "rejoined as replica", "replication link up"} <= set(events)
+    after = _fingerprint(cluster)
+    assert {pod: ids[0] for pod, ids in after.items()} == {pod: ids[0] for pod, ids in before.items()}
+    _wait_verified(cluster, 180)
+
+
+def test_every_pod_deleted_at_once_reforms_with_the_same_ids_and_keys(cluster: Cluster):
+    before = _fingerprint(cluster)
+    started = time.monotonic()
+    cluster.kubectl(
+        "delete",
+        "pod",
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=redis",
+        "--wait=false",
+    )
+    time.sleep(5)
+    _wait_verified(cluster, 600)
+    cluster.timed("full restart -> verified", started)
+    after = _fingerprint(cluster)
+    assert {pod: ids[0] for pod, ids in after.items()} == {pod: ids[0] for pod, ids in before.items()}
+    assert _missing_keys(cluster, KEYS) == []
+
+
+def test_upgrade_with_the_same_values_changes_nothing(cluster: Cluster):
+    before = _fingerprint(cluster)
+    started = time.monotonic()
+    cluster.helm("upgrade", RELEASE, str(CHART), *cluster.values, "--wait", "--timeout", "15m")
+    cluster.timed("upgrade, same values", started)
+    assert _fingerprint(cluster) == before
+    assert _missing_keys(cluster, KEYS) == []
+
+
+def test_upgrade_with_one_more_master_and_replica_moves_slots_and_keeps_keys(cluster: Cluster):
+    started = time.monotonic()
+    cluster.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        *cluster.values,
+        "--set",
+        "cluster.masters=4",
+        "--wait",
+        "--timeout",
+        "20m",
+    )
+    report = _wait_verified(cluster, 300)
+    cluster.timed("scale-out 6 -> 8 pods -> verified", started)
+    assert "16384 slots served by 4 masters" in json.dumps(report)
+    assert _missing_keys(cluster, KEYS) == []
+
+
+def test_invalid_values_are_refused_before_anything_is_created(cluster: Cluster):
+    bad = ROOT / "tests" / "chart" / "invalid"
+    refused = cluster.helm(
+        "install", "bad", str(CHART), "-f", str(sorted(bad.glob("*.yaml"))[0]), check=False
+    )
+    assert refused.returncode != 0
+    leftovers = cluster.kubectl(
+        "get", "all,pvc,configmap,secret", "-l", "app.kubernetes.io/instance=bad", "-o", "name"
+    ).stdout
+    assert leftovers.strip() == ""
+    assert (
+        cluster.run("kubectl", "get", "pv", "-l", "app.kubernetes.io/instance=bad", "-o", "name").stdout == ""
+    )
+
+
+def test_plugin_against_a_missing_release_exits_2_with_one_line(cluster: Cluster):
+    done = cluster.plugin("verify", "no-such-release", check=False)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "no-such-release" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_uninstall_removes_the_pods_and_keeps_the_data_volumes(cluster: Cluster):
+    cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    deadline = time.monotonic() + 180
+    while cluster.kubectl(
+        "get", "pods", "-l", f"{selector},app.kubernetes.io/component=redis", "-o", "name"
+    ).stdout.strip():
+        assert time.monotonic() < deadline, "pods still there 180 s after uninstall"
+        time.sleep(2)
+    claims = cluster.kubectl("get", "pvc", "-o", "name").stdout.split()
+    assert len([c for c in claims if "data-" in c]) == 8
+    volumes = cluster.run("kubectl", "get", "pv", "-l", selector, "-o", "name").stdout.split()
+    assert len(volumes) >= 8
