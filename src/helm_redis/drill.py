@@ -321,8 +321,8 @@ class Drill:
         time.sleep(0.5)  # a baseline of writes before the fault
         started = time.monotonic()
         try:
+            report.timeline["fault injected"] = 0.0  # the clock starts as the fault is injected
             self.faults.inject(target, self.mode)
-            report.timeline["fault injected"] = time.monotonic() - started
             self.progress(f"{self.mode} of {target.name} injected")
             self._watch(report, target, target_id, replicas, others, started, name_of)
             time.sleep(0.5)  # writes after recovery

@@ -29,7 +29,8 @@ def _fingerprint(cluster: Cluster) -> dict[str, tuple]:
     try:
         views = read_views(target.connector, [m.address for m in target.members])
         return {
-            m.name: (v.node_id, v.myself.config_epoch, v.myself.slots) for m, v in zip(target.members, views)
+            m.name: (v.node_id, v.myself.config_epoch, v.myself.slots)
+            for m, v in zip(target.members, views, strict=True)
         }
     finally:
         target.close()
