@@ -88,9 +88,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="6,60")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.split()[2]
     print(
-        f"machine: {platform.node()} {platform.machine()}, {_cpus()} cores, Python {platform.python_version()}, "
-        f"{subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}"
+        f"machine: {platform.machine()}, {_cpus()} cores, "
+        f"Python {platform.python_version()}, redis {redis_version}"
     )
     header = (
         f"{'nodes':>5} | {'redis-cli returns':>17} | {'redis-cli done':>14} | {'helm-redis init':>15} | "
