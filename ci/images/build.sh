@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Builds the cluster's images locally (never pulled) and imports them into containerd's k8s.io namespace:
+#   pause  - Kubernetes' pause.c (from the k8s.io/kubernetes module) compiled with gcc -static
+#   redis  - Debian rootfs (debootstrap --variant=minbase) + redis-server, redis-tools
+#   hook   - Debian rootfs + python3 + a venv holding the project's wheel (entrypoint helm-redis)
+# Root filesystems and layers are cached in $RCH_CACHE/images by key: the Debian base is made once, the
+# hook's venv layer is rebuilt only when src/ or pyproject.toml change. Without a running local
+# containerd (CONTAINERD_ADDRESS) the images are built and cached but not imported.
+set -euo pipefail
+LOG_TAG=images
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../k8s/lib.sh"
+
+IMG="$RCH_CACHE/images"
+SUITE=${IMAGES_DEBIAN_SUITE:-bookworm}
+MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-$CONTAINERD_SOCK}
+mkdir -p "$IMG"/{rootfs,layers,archives,tmp}
+
+key() { printf '%s\n' "$@" | sha256sum | cut -c1-12; }
+
+# Mounts for a chroot, undone on exit whatever happens.
+MOUNTS=()
+cleanup() {
+  local i
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  MOUNTS=()
+}
+trap cleanup EXIT
+chroot_mounts() {
+  local root=$1
+  mount -t proc proc "$root/proc" && MOUNTS+=("$root/proc")
+  mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" && MOUNTS+=("$root/dev")
+}
+in_chroot() { local root=$1; shift; chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  DEBIAN_FRONTEND=noninteractive LC_ALL=C HOME=/root "$@"; }
+
+# layer_tar DIR OUT: a reproducible uncompressed layer (sorted, numeric owners, fixed mtimes).
+layer_tar() {
+  tar --sort=name --numeric-owner --mtime=@0 --clamp-mtime \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+    --exclude=./dev/* --exclude=./proc/* --exclude=./sys/* --exclude=./run/* --exclude=./tmp/* \
+    -C "$1" -cf "$2.tmp" . && mv "$2.tmp" "$2"
+}
+
+# --- Debian base rootfs (minbase), made once per suite/mirror ---------------------------------------
+BASE_KEY=$(key base-v1 "$SUITE" "$MIRROR")
+BASE="$IMG/rootfs/base-$BASE_KEY"
+base_rootfs() {
+  [[ -f "$BASE/.done" ]] && return 0
+  rm -rf "$BASE" "$BASE.tmp"
+  debootstrap --variant=minbase "$SUITE" "$BASE.tmp" "$MIRROR" >"$IMG/tmp/debootstrap.log" 2>&1 ||
+    { tail -20 "$IMG/tmp/debootstrap.log" >&2; exit 1; }
+  rm -rf "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/lib/apt/lists/*
+  # never start services while installing packages into image root filesystems
+  printf '#!/bin/sh\nexit 101\n' >"$BASE.tmp/usr/sbin/policy-rc.d"
+  chmod 755 "$BASE.tmp/usr/sbin/policy-rc.d"
+  touch "$BASE.tmp/.done"
+  mv "$BASE.tmp" "$BASE"
+}
+
+# derived NAME PACKAGES...: copy of the base with Debian packages added (cached by key); prints its dir.
+derived() {
+  local name=$1; shift
+  local k dir
+  k=$(key "$BASE_KEY" "$@")
+  dir="$IMG/rootfs/$name-$k"
+  if [[ ! -f "$dir/.done" ]]; then
+    rm -rf "$dir" "$dir.tmp"
+    cp -a "$BASE" "$dir.tmp"
+    rm -f "$dir.tmp/.done"
+    cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
+    chroot_mounts "$dir.tmp"
+    in_chroot "$dir.tmp" apt-get update -qq >/dev/null
+    in_chroot "$dir.tmp" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    in_chroot "$dir.tmp" apt-get clean
+    cleanup
+    rm -rf "$dir.tmp"/var/lib/apt/lists/* "$dir.tmp"/usr/share/doc/* "$dir.tmp"/usr/share/man/* \
+      "$dir.tmp"/usr/share/locale/* "$dir.tmp"/var/log/*.log "$dir.tmp"/var/cache/debconf/*-old
+    : >"$dir.tmp/etc/resolv.conf"
+    rm -f "$dir.tmp/usr/sbin/policy-rc.d"
+    touch "$dir.tmp/.done"
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir"
+}
+
+# layer_of DIR: the cached layer tarball of a (finished, immutable) rootfs; prints its path.
+layer_of() {
+  local out
+  out="$IMG/layers/$(basename "$1").tar"
+  [[ -f "$out" ]] || layer_tar "$1" "$out"
+  echo "$out"
+}
+
+# image REF ARCHIVE oci.py-ARGS...: assemble the archive (if missing) and import it (if not there yet).
+image() {
+  local ref=$1 archive=$2; shift 2
+  if [[ ! -f "$archive" ]]; then
+    python3 "$HERE/oci.py" "$archive.part" "$ref" "$@" >"$archive.digest"
+    mv "$archive.part" "$archive"
+  fi
+  import "$ref" "$archive"
+}
+
+import() {
+  local ref=$1 archive=$2 want have
+  [[ -S "$CONTAINERD_ADDRESS" ]] || { log "$ref built ($archive); containerd not running: not imported"; return 0; }
+  want=$(cat "$archive.digest")
+  have=$(ctr -a "$CONTAINERD_ADDRESS" -n k8s.io images ls "name==$ref" 2>/dev/null | awk 'NR==2{print $3}')
+  if [[ "$have" != "$want" ]]; then
+    ctr -a "$CONTAINERD_ADDRESS" -n k8s.io images import "$archive" >/dev/null
+    log "imported $ref ($want)"
+  fi
+}
+
+# --- pause -------------------------------------------------------------------------------------------
+pause_image() {
+  local src k dir
+  src=$(cd "$IMG/tmp" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/build/pause/linux/pause.c
+  k=$(key pause-v1 "$(sha256sum <"$src")" "$(gcc --version | head -1)")
+  dir="$IMG/rootfs/pause-$k"
+  if [[ ! -f "$dir/.done" ]]; then
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    gcc -Os -Wall -Werror -static -DVERSION="${PAUSE_IMAGE##*:}" -o "$dir/pause" "$src"
+    strip "$dir/pause"
+    touch "$dir/.done"
+  fi
+  local layer="$IMG/layers/pause-$k.tar"
+  [[ -f "$layer" ]] || tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$dir" -cf "$layer" ./pause
+  image "$PAUSE_IMAGE" "$IMG/archives/pause-$k.tar" --layer "$layer" --entrypoint '["/pause"]' \
+    --user 65535:65535
+}
+
+# --- redis -------------------------------------------------------------------------------------------
+redis_image() {
+  local dir layer
+  dir=$(derived redis redis-server redis-tools)
+  layer=$(layer_of "$dir")
+  image "$REDIS_IMAGE" "$IMG/archives/$(basename "$dir").tar" --layer "$layer" --cmd '["redis-server"]' \
+    --label "org.opencontainers.image.source=redis-cluster-helm ci/images"
+}
+
+# --- hook: base layer (python3) + dependencies layer (venv) + project layer ------------------------
+# overlay_run LOWERS UPPER COMMAND...: run COMMAND chrooted in an overlay of LOWERS (colon-separated,
+# top first) with UPPER collecting what it writes; the host's CA bundle, resolver and a pip cache are
+# lent to the build and taken away again, so UPPER holds only what the step added.
+overlay_run() {
+  local lowers=$1 upper=$2 work="$2.work" merged="$2.merged" cert
+  shift 2
+  rm -rf "$work" "$merged"
+  mkdir -p "$upper" "$work" "$merged" "$IMG/pip-cache"
+  mount -t overlay overlay -o "lowerdir=$lowers,upperdir=$upper,workdir=$work" "$merged"
+  MOUNTS+=("$merged")
+  chroot_mounts "$merged"
+  mkdir -p "$merged/tmp/wheels" "$merged/tmp/pip-cache"
+  mount --bind "$IMG/pip-cache" "$merged/tmp/pip-cache" && MOUNTS+=("$merged/tmp/pip-cache")
+  cp "$WHEEL_DIR"/*.whl "$merged/tmp/wheels/"
+  cp /etc/resolv.conf "$merged/etc/resolv.conf"
+  cert=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}
+  cert=${cert:-/etc/ssl/certs/ca-certificates.crt}
+  [[ -f "$cert" ]] && cp "$cert" "$merged/tmp/host-ca.crt"
+  # shellcheck disable=SC2046  # the optional PIP_CERT assignment is one word or none
+  in_chroot "$merged" env PIP_CACHE_DIR=/tmp/pip-cache PIP_DEFAULT_TIMEOUT=180 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} \
+    $([[ -f "$merged/tmp/host-ca.crt" ]] && echo PIP_CERT=/tmp/host-ca.crt) "$@"
+  cleanup
+  rm -rf "${upper:?}/tmp" "${upper:?}/root" "${upper:?}/dev" "${upper:?}/proc" "${upper:?}/etc/resolv.conf" "$work" "$merged"
+  rmdir "$upper/etc" 2>/dev/null || true
+  if find "$upper" -type c | grep -c . >/dev/null; then
+    die "a build step deleted files of a lower layer (overlay whiteouts): $(find "$upper" -type c | head -3)"
+  fi
+}
+
+hook_image() {
+  local dir base_layer src_key deps_key deps app_key app
+  dir=$(derived hookbase python3 python3-venv)
+  base_layer=$(layer_of "$dir")
+  src_key=$(cd "$REPO_DIR" && { find src -type f \( -name '*.py' -o -name '*.typed' -o -name '*.json' -o -name '*.yaml' \) \
+    -not -path '*/__pycache__/*' -not -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum; sha256sum pyproject.toml; } |
+    sha256sum | cut -c1-12)
+  # dependencies: rebuilt when pyproject.toml changes; the project itself: when src/ changes
+  deps_key=$(key "$(basename "$dir")" "$(sha256sum <"$REPO_DIR/pyproject.toml")")
+  deps="$IMG/rootfs/hookdeps-$deps_key"
+  app_key=$(key "$deps_key" "$src_key")
+  app="$IMG/rootfs/hookapp-$app_key"
+  if [[ ! -f "$IMG/layers/hookapp-$app_key.tar" || ! -f "$IMG/layers/hookdeps-$deps_key.tar" ]]; then
+    WHEEL_DIR="$IMG/tmp/wheel-$src_key"
+    rm -rf "$WHEEL_DIR"
+    mkdir -p "$WHEEL_DIR"
+    # the project's wheel, built from this checkout (its dependencies are resolved by the image's own
+    # python, Debian's 3.11.2, whose markers differ from the host's)
+    python3 -m pip wheel --quiet --no-deps --disable-pip-version-check -w "$WHEEL_DIR" "$REPO_DIR" >/dev/null
+    if [[ ! -f "$deps/.done" ]]; then
+      rm -rf "$deps"
+      overlay_run "$dir" "$deps" sh -c 'python3 -m venv /opt/helm-redis &&
+        /opt/helm-redis/bin/pip install --quiet /tmp/wheels/*.whl &&
+        /opt/helm-redis/bin/pip uninstall --quiet -y redis-cluster-helm'
+      touch "$deps/.done"
+    fi
+    [[ -f "$IMG/layers/hookdeps-$deps_key.tar" ]] || layer_tar "$deps" "$IMG/layers/hookdeps-$deps_key.tar"
+    if [[ ! -f "$IMG/layers/hookapp-$app_key.tar" ]]; then
+      rm -rf "$app"
+      overlay_run "$deps:$dir" "$app" sh -c '/opt/helm-redis/bin/pip install --quiet --no-deps --no-index /tmp/wheels/*.whl &&
+        /opt/helm-redis/bin/helm-redis --help >/dev/null'
+      layer_tar "$app" "$IMG/layers/hookapp-$app_key.tar"
+      rm -rf "$app"
+    fi
+    rm -rf "$WHEEL_DIR"
+  fi
+  image "$HOOK_IMAGE" "$IMG/archives/hook-$app_key.tar" --layer "$base_layer" \
+    --layer "$IMG/layers/hookdeps-$deps_key.tar" --layer "$IMG/layers/hookapp-$app_key.tar" \
+    --entrypoint '["/opt/helm-redis/bin/helm-redis"]' --env PATH=/opt/helm-redis/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env PYTHONUNBUFFERED=1
+  # keep only the current hook archive and project layer
+  find "$IMG/archives" -name 'hook*.tar*' ! -name "hook-$app_key.tar*" -delete
+  find "$IMG/layers" -name 'hookapp-*.tar' ! -name "hookapp-$app_key.tar" -delete
+  find "$IMG/layers" -name 'hookvenv-*.tar' -delete
+}
+
+main() {
+  [[ $(id -u) == 0 ]] || die "building root filesystems needs root (debootstrap, chroot, overlay)"
+  command -v debootstrap >/dev/null || die "debootstrap is missing: run ci/k8s/build.sh (or apt-get install debootstrap)"
+  timed "debian base rootfs ($SUITE)" base_rootfs
+  timed "pause image" pause_image
+  timed "redis image" redis_image
+  timed "hook image" hook_image
+  log "images: $PAUSE_IMAGE $REDIS_IMAGE $HOOK_IMAGE (cache $IMG)"
+}
+main "$@"

@@ -1,0 +1,119 @@
+"""Assemble an OCI image archive (oci-layout tar) from uncompressed layer tarballs, without any engine.
+
+    python3 oci.py OUT.tar NAME:TAG --layer L1.tar [--layer L2.tar ...] [--entrypoint JSON] [--cmd JSON]
+                   [--env K=V ...] [--user U] [--workdir D] [--label K=V ...]
+
+Prints the manifest digest. The archive is what `ctr images import` reads; the image name is carried in the
+index annotations (io.containerd.image.name and org.opencontainers.image.ref.name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+BLOCK = 1 << 20
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(BLOCK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("ref")
+    ap.add_argument("--layer", action="append", required=True)
+    ap.add_argument("--entrypoint")
+    ap.add_argument("--cmd")
+    ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--user")
+    ap.add_argument("--workdir", default="/")
+    ap.add_argument("--label", action="append", default=[])
+    a = ap.parse_args()
+
+    layers = []
+    for path in a.layer:
+        digest = sha256_file(path)  # uncompressed layers: digest == diff_id
+        layers.append((path, digest, os.path.getsize(path)))
+
+    env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *a.env]
+    cfg: dict = {"Env": env, "WorkingDir": a.workdir}
+    if a.entrypoint:
+        cfg["Entrypoint"] = json.loads(a.entrypoint)
+    if a.cmd:
+        cfg["Cmd"] = json.loads(a.cmd)
+    if a.user:
+        cfg["User"] = a.user
+    if a.label:
+        cfg["Labels"] = dict(kv.split("=", 1) for kv in a.label)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "1970-01-01T00:00:00Z",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for _, d, _ in layers]},
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "ci/images/build.sh"} for _ in layers],
+    }
+    config_b = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    config_d = hashlib.sha256(config_b).hexdigest()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": f"sha256:{config_d}",
+            "size": len(config_b),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{d}", "size": s}
+            for _, d, s in layers
+        ],
+    }
+    manifest_b = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    manifest_d = hashlib.sha256(manifest_b).hexdigest()
+    tag = a.ref.rsplit(":", 1)[1]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": f"sha256:{manifest_d}",
+                "size": len(manifest_b),
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {"io.containerd.image.name": a.ref, "org.opencontainers.image.ref.name": tag},
+            }
+        ],
+    }
+    tmp = a.out + ".tmp"
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_bytes(tar, "index.json", json.dumps(index).encode())
+        add_bytes(tar, f"blobs/sha256/{config_d}", config_b)
+        add_bytes(tar, f"blobs/sha256/{manifest_d}", manifest_b)
+        seen = set()
+        for path, d, _ in layers:
+            if d not in seen:
+                seen.add(d)
+                tar.add(path, arcname=f"blobs/sha256/{d}", recursive=False)
+    os.replace(tmp, a.out)
+    print(f"sha256:{manifest_d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints the environment for using the local cluster, when it runs:  eval "$(ci/k8s/env.sh)"
+# Prints nothing when it does not (a cluster configured by the user is then used as it is).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$K8S_LIB_DIR/procs.sh"
+if alive kube-apiserver && [[ -s "$KUBECONFIG_ADMIN" ]]; then
+  echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
+  echo "export PATH=$K8S_BIN:\$PATH"
+  echo "export RCH_REDIS_IMAGE=$REDIS_IMAGE RCH_HOOK_IMAGE=$HOOK_IMAGE"
+fi
