@@ -24,7 +24,9 @@ static() {
 
 stage static static
 stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider
-if [[ -d tests/e2e ]]; then
-  stage k8s-up make --no-print-directory k8s-up
-  stage e2e $py -m pytest -m e2e -p no:cacheprovider
-fi
+# The Kubernetes journey: on the configured cluster, or on the local one (built and started if needed,
+# with images built from this checkout and imported).
+stage k8s-up ci/k8s/up.sh
+eval "$(ci/k8s/env.sh)"
+if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage images ci/images/build.sh; fi
+stage e2e $py -m pytest -m e2e -p no:cacheprovider
