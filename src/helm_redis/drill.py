@@ -21,7 +21,7 @@ import redis
 from redis.crc import key_slot
 
 from .clusterview import NodeView
-from .errors import NodeUnreachable, UsageError
+from .errors import HelmRedisError, NodeUnreachable, UsageError
 from .nodes import Connector, NodeAddress, read_view
 from .plan import Member
 
@@ -210,8 +210,9 @@ class WriteLoad:
                 replicated = clients[address].execute_command(
                     "WAIT", self.replicas_per_master, self.wait_timeout_ms
                 )
-            except redis.RedisError:
-                # MOVED after a failover, a refused or dropped connection: learn the new owners, go on.
+            except (redis.RedisError, HelmRedisError):
+                # MOVED after a failover, a refused or dropped connection, a pod not there yet: learn
+                # the new owners, go on.
                 with self.lock:
                     self.failed += 1
                 if address in clients:

@@ -19,7 +19,12 @@ from .nodes import NodeAddress
 
 class PodForwarder:
     def __init__(self, api, namespace: str, port: int, pod_ips: Callable[[], dict[str, str]]) -> None:
-        self.api = api
+        from kubernetes import client
+
+        # kubernetes.stream swaps the request method of the ApiClient it is given while it opens a
+        # stream: a client of its own (and one opening at a time) keeps the other API calls intact.
+        self.api = client.CoreV1Api(client.ApiClient(api.api_client.configuration))
+        self._opening = threading.Lock()
         self.namespace = namespace
         self.port = port
         self.pod_ips = pod_ips  # refreshes ip -> pod name from the API
@@ -71,9 +76,10 @@ class PodForwarder:
 
         forward = None
         try:
-            forward = portforward(
-                self.api.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(self.port)
-            )
+            with self._opening:
+                forward = portforward(
+                    self.api.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(self.port)
+                )
             remote = forward.socket(self.port)
             remote.setblocking(True)
             _pump(client, remote, self._closed)

@@ -79,12 +79,13 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         raise RuntimeError(
             f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
         )
-    plugins = tmp_path_factory.mktemp("helm-plugins")
+    helm_home = tmp_path_factory.mktemp("helm-home")
+    # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
     env.update(
-        HELM_PLUGINS=str(plugins),
-        HELM_DATA_HOME=str(plugins / "data"),
-        HELM_CACHE_HOME=str(plugins / "cache"),
-        HELM_CONFIG_HOME=str(plugins / "config"),
+        HELM_DATA_HOME=str(helm_home / "data"),
+        HELM_PLUGINS=str(helm_home / "data" / "plugins"),
+        HELM_CACHE_HOME=str(helm_home / "cache"),
+        HELM_CONFIG_HOME=str(helm_home / "config"),
     )
     redis_image = env.get("RCH_REDIS_IMAGE")
     hook_image = env.get("RCH_HOOK_IMAGE")

@@ -28,3 +28,13 @@ def make_nodes(tmp_path: Path) -> Iterator[Callable[..., LocalNodes]]:
     yield make
     for nodes in started:
         nodes.stop(kill=True)
+
+
+@pytest.fixture
+def cluster(make_nodes) -> LocalNodes:
+    """Six nodes formed into 3 masters with one replica each."""
+    from .helpers import form
+
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    return nodes

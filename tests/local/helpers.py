@@ -101,3 +101,12 @@ def wait_for(condition, timeout: float, interval: float = 0.1, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def master_and_replica(nodes: LocalNodes, password: str | None = None):
+    """The first master serving slots and one of its replicas (as LocalNode objects)."""
+    views = {v.address: v for v in views_of(nodes, password)}
+    master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
+    master_id = views[str(master.address)].node_id
+    replica = next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == master_id)
+    return master, replica

@@ -13,18 +13,11 @@ from helm_redis.drill import EVENTS, Drill
 from helm_redis.formation import members_from_addresses
 from helm_redis.nodes import Connector
 
-from .helpers import form, views_of
+from .helpers import views_of
 from .supervision import ProcessFaults, Supervisor
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
-
-
-@pytest.fixture
-def cluster(make_nodes):
-    nodes = make_nodes(6)
-    form(nodes, 3, 1, timeout=60)
-    return nodes
 
 
 def _ids(nodes) -> dict[str, str]:

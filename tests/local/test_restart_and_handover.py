@@ -14,7 +14,16 @@ import redis
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
 from helm_redis.nodesconf import prepare_nodes_conf
 
-from .helpers import assert_complete, cluster_client, form, read_back, views_of, wait_for, write_keys
+from .helpers import (
+    assert_complete,
+    cluster_client,
+    form,
+    master_and_replica,
+    read_back,
+    views_of,
+    wait_for,
+    write_keys,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -81,14 +90,6 @@ def _run_script(name: str, node, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def _master_and_replica(nodes):
-    views = {v.address: v for v in views_of(nodes)}
-    master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
-    master_id = views[str(master.address)].node_id
-    replica = next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == master_id)
-    return master, replica
-
-
 class Writer(threading.Thread):
     """Writes sequenced keys through a cluster client until stopped; records errors and the longest gap."""
 
@@ -123,7 +124,7 @@ class Writer(threading.Thread):
 def test_prestop_hands_a_masters_slots_to_its_replica_while_writes_continue(make_nodes):
     nodes = make_nodes(6)
     form(nodes, 3, 1, timeout=60)
-    master, replica = _master_and_replica(nodes)
+    master, replica = master_and_replica(nodes)
     writer = Writer(nodes)
     writer.start()
     time.sleep(0.3)
@@ -145,7 +146,7 @@ def test_prestop_hands_a_masters_slots_to_its_replica_while_writes_continue(make
 def test_prestop_on_a_replica_changes_nothing(make_nodes):
     nodes = make_nodes(6)
     form(nodes, 3, 1, timeout=60)
-    master, replica = _master_and_replica(nodes)
+    master, replica = master_and_replica(nodes)
 
     done = _run_script("prestop.sh", replica)
 
@@ -157,7 +158,7 @@ def test_prestop_on_a_replica_changes_nothing(make_nodes):
 def test_prestop_on_a_master_without_an_online_replica_just_stops(make_nodes):
     nodes = make_nodes(6)
     form(nodes, 3, 1, timeout=60)
-    master, replica = _master_and_replica(nodes)
+    master, replica = master_and_replica(nodes)
     replica.stop(kill=True)
     wait_for(
         lambda: "slave0" not in master.client().info("replication"),

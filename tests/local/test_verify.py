@@ -12,30 +12,15 @@ from helm_redis.health import Expectation
 from helm_redis.nodes import Connector
 from helm_redis.verify import verify
 
-from .helpers import form, views_of, wait_for
+from .helpers import form, master_and_replica, views_of, wait_for
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
 
 
-@pytest.fixture
-def cluster(make_nodes):
-    nodes = make_nodes(6)
-    form(nodes, 3, 1, timeout=60)
-    return nodes
-
-
 def _verdicts(nodes, password: str | None = None, **kw) -> dict[str, str]:
     report = verify(Connector(password), nodes.addresses, Expectation(3, 1), **kw)
     return {c.name: c.status for c in report.checks}
-
-
-def _master_and_replica(nodes, password: str | None = None):
-    views = {v.address: v for v in views_of(nodes, password)}
-    master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
-    master_id = views[str(master.address)].node_id
-    replica = next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == master_id)
-    return master, replica, views
 
 
 def test_a_healthy_cluster_passes_every_check(cluster):
@@ -56,7 +41,7 @@ def test_uncovered_slots_fail_slot_coverage(cluster):
 
 
 def test_a_master_without_its_replica_fails_replica_count(cluster):
-    _, replica, _ = _master_and_replica(cluster)
+    _, replica = master_and_replica(cluster)
     replica.stop(kill=True)
 
     verdicts = _verdicts(cluster)
@@ -68,7 +53,7 @@ def test_a_master_without_its_replica_fails_replica_count(cluster):
 def test_a_replica_with_its_link_down_fails_replica_links(make_nodes):
     nodes = make_nodes(6, password="pw")
     form(nodes, 3, 1, password="pw", timeout=60)
-    master, replica, _ = _master_and_replica(nodes, password="pw")
+    master, replica = master_and_replica(nodes, password="pw")
     replica.client().config_set("masterauth", "wrong")
     master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
     wait_for(
@@ -109,7 +94,7 @@ def test_an_open_slot_fails_open_slots(cluster):
 
 
 def test_replica_placement_is_judged_when_k8s_nodes_are_known(cluster):
-    master, replica, _ = _master_and_replica(cluster)
+    master, replica = master_and_replica(cluster)
     shared = {str(n.address): "node-a" for n in cluster.nodes}  # everything on one k8s node
 
     assert _verdicts(cluster, k8s_nodes=shared)["replica-placement"] == "warn"  # unavoidable
@@ -128,7 +113,7 @@ def test_cli_verify_json_and_exit_codes(cluster):
     assert all({"name", "status", "detail"} == set(c) for c in document["checks"])
     assert len(document["nodes"]) == 6
 
-    _, replica, _ = _master_and_replica(cluster)
+    _, replica = master_and_replica(cluster)
     replica.stop(kill=True)
     sick = runner.invoke(app, ["verify", "--nodes", cluster.nodes_option(), "-r", "1", "-o", "json"])
     assert sick.exit_code == 1

@@ -1,0 +1,302 @@
+"""GitOps runs on a real Argo CD (ci/argocd: built from the Go module proxy, run as processes of this
+machine) against a real cluster: the local one of ci/k8s when it runs, else the configured one. The Git
+source is a local repository (file://) that these fixtures create from the chart. Nothing is simulated:
+without a cluster or Argo CD these tests fail with the reason, they are never skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "redis-cluster"
+EXAMPLE = ROOT / "examples" / "argocd" / "application.yaml"
+RELEASE = "redis"  # the Application's helm.releaseName
+VALUES_FILE = "environments/test/redis-values.yaml"
+
+
+def _exports(script: Path) -> dict[str, str]:
+    """`export K=V` lines printed by an env.sh script (empty when what it describes does not run)."""
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=False).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        for assignment in shlex.split(line.removeprefix("export ")):
+            key, _, value = assignment.partition("=")
+            env[key] = value.replace("$PATH", env.get("PATH", os.environ.get("PATH", "")))
+    return env
+
+
+def _run(env: dict[str, str], *args: str, check: bool = True, timeout: float = 300, **kw):
+    done = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@dataclass
+class ArgoCD:
+    env: dict[str, str]
+    namespace: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return _run(self.env, "kubectl", *args, **kw)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.timings[name] = seconds
+        print(f"\n[gitops] {name}: {seconds:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def argocd() -> Iterator[ArgoCD]:
+    env = {**os.environ, **_exports(ROOT / "ci/k8s/env.sh")}
+    probe = _run(env, "kubectl", "version", "--request-timeout=10s", check=False)
+    if probe.returncode != 0:
+        raise RuntimeError(
+            f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
+        )
+    was_running = bool(_exports(ROOT / "ci/argocd/env.sh"))
+    started = time.monotonic()
+    up = _run(env, str(ROOT / "ci/argocd/up.sh"), check=False, timeout=3600)
+    print(up.stderr)
+    if up.returncode != 0:
+        raise RuntimeError(f"ci/argocd/up.sh failed ({up.returncode}):\n{up.stderr[-3000:]}")
+    env.update(_exports(ROOT / "ci/argocd/env.sh"))
+    argo = ArgoCD(env, env.get("ARGOCD_NAMESPACE", "argocd"))
+    argo.record(
+        "Argo CD up (" + ("already running" if was_running else "started") + ")", time.monotonic() - started
+    )
+    try:
+        yield argo
+    finally:
+        print("\n[gitops] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in argo.timings.items()))
+        if not was_running and os.environ.get("RCH_KEEP_ARGOCD") != "1":
+            _run(env, str(ROOT / "ci/argocd/down.sh"), check=False)
+
+
+class GitSource:
+    """A local Git repository holding the chart and a values file, as a user's deployment repo would."""
+
+    def __init__(self, path: Path, values: dict[str, Any]) -> None:
+        self.path = path
+        self.values = values
+        self.env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "gitops test",
+            "GIT_AUTHOR_EMAIL": "gitops@example.invalid",
+            "GIT_COMMITTER_NAME": "gitops test",
+            "GIT_COMMITTER_EMAIL": "gitops@example.invalid",
+        }
+        path.mkdir(parents=True)
+        self.git("init", "--quiet", "--initial-branch=main")
+        shutil.copytree(CHART, path / "charts" / "redis-cluster")
+        self.commit("the redis-cluster chart and its values")
+
+    @property
+    def url(self) -> str:
+        return self.path.as_uri()
+
+    def git(self, *args: str) -> str:
+        return _run(self.env, "git", "-C", str(self.path), *args).stdout.strip()
+
+    def commit(self, message: str) -> str:
+        target = self.path / VALUES_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(self.values, sort_keys=True))
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+def _deep_set(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        values = values.setdefault(key, {})
+    values[leaf] = value
+
+
+@dataclass
+class App:
+    """One Application of the example's shape, synced from the local repository into its namespace."""
+
+    argo: ArgoCD
+    name: str
+    namespace: str
+    source: GitSource
+
+    def get(self) -> dict[str, Any]:
+        done = self.argo.kubectl(
+            "-n", self.argo.namespace, "get", "applications.argoproj.io", self.name, "-o", "json"
+        )
+        return json.loads(done.stdout)
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return self.argo.kubectl("-n", self.namespace, *args, **kw)
+
+    def refresh(self, kind: str = "hard") -> None:
+        """What a Git webhook does: ask Argo CD to look at the repository now (no polling delay)."""
+        self.argo.kubectl(
+            "-n",
+            self.argo.namespace,
+            "annotate",
+            "--overwrite",
+            "applications.argoproj.io",
+            self.name,
+            f"argocd.argoproj.io/refresh={kind}",
+        )
+
+    def commit(self, message: str, **changes: Any) -> str:
+        for dotted, value in changes.items():
+            _deep_set(self.source.values, dotted.replace("__", "."), value)
+        return self.source.commit(message)
+
+    def wait(
+        self, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 600
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        app: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            app = self.get()
+            if predicate(app):
+                return app
+            time.sleep(1)
+        raise AssertionError(f"{self.name}: not {what} within {timeout:.0f} s; status:\n{_brief(app)}")
+
+
+def _brief(app: dict[str, Any]) -> str:
+    status = app.get("status", {})
+    op = status.get("operationState", {})
+    return json.dumps(
+        {
+            "sync": status.get("sync"),
+            "health": status.get("health"),
+            "conditions": status.get("conditions"),
+            "operation": {k: op.get(k) for k in ("phase", "message", "startedAt", "finishedAt")},
+            "resources": [
+                {k: r.get(k) for k in ("kind", "name", "status", "hookPhase", "message")}
+                for r in op.get("syncResult", {}).get("resources", [])
+            ],
+            "unsynced": [
+                {k: r.get(k) for k in ("kind", "name", "status", "health")}
+                for r in status.get("resources", [])
+                if r.get("status") != "Synced"
+            ],
+        },
+        indent=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def app(argocd: ArgoCD, tmp_path_factory) -> Iterator[App]:
+    env = argocd.env
+    redis_image, hook_image = env.get("RCH_REDIS_IMAGE"), env.get("RCH_HOOK_IMAGE")
+    if not (redis_image and hook_image):
+        raise RuntimeError("set RCH_REDIS_IMAGE and RCH_HOOK_IMAGE to images your cluster can run")
+    node = argocd.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    run_id = uuid.uuid4().hex[:6]
+    values: dict[str, Any] = {}
+    for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
+        repository, _, tag = image.rpartition(":")
+        _deep_set(values, f"{prefix}.repository", repository)
+        _deep_set(values, f"{prefix}.tag", tag)
+        _deep_set(values, f"{prefix}.pullPolicy", "IfNotPresent")
+    host_dir = f"/var/lib/redis-cluster-gitops/{run_id}"
+    _deep_set(values, "persistence.type", "hostPath")
+    _deep_set(values, "persistence.hostPath.node", node)
+    _deep_set(values, "persistence.hostPath.path", host_dir + "/{{ordinal}}")
+    _deep_set(values, "volumePermissions.enabled", True)
+    source = GitSource(tmp_path_factory.mktemp("gitops") / "deployments", values)
+    namespace = f"rch-gitops-{run_id}"
+    application = App(argocd, namespace, namespace, source)
+    try:
+        yield application
+    finally:
+        _delete_application(application)
+        argocd.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=300s", check=False)
+        kept = [
+            pv
+            for pv in argocd.kubectl("get", "pv", "-o", "name", check=False).stdout.split()
+            if pv.startswith(f"persistentvolume/{namespace}-")
+        ]
+        if kept:
+            argocd.kubectl("delete", "--wait=false", *kept, check=False)
+
+
+def _delete_application(app: App) -> None:
+    """Cascade deletion through Argo CD (its finalizer); the finalizer is dropped if Argo CD is gone."""
+    ns = app.argo.namespace
+    app.argo.kubectl("-n", ns, "delete", "applications.argoproj.io", app.name, "--wait=false", check=False)
+    done = app.argo.kubectl(
+        "-n",
+        ns,
+        "wait",
+        "--for=delete",
+        f"applications.argoproj.io/{app.name}",
+        "--timeout=300s",
+        check=False,
+    )
+    if done.returncode != 0:
+        app.argo.kubectl(
+            "-n",
+            ns,
+            "patch",
+            "applications.argoproj.io",
+            app.name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
+
+
+def application_manifest(app: App) -> dict[str, Any]:
+    """The example Application (examples/argocd/application.yaml) pointed at the local repository."""
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["name"] = app.name
+    manifest["metadata"]["namespace"] = app.argo.namespace
+    source = manifest["spec"]["source"]
+    source["repoURL"] = app.source.url
+    source["targetRevision"] = "main"
+    source["path"] = "charts/redis-cluster"
+    source["helm"]["releaseName"] = RELEASE
+    source["helm"]["valueFiles"] = [f"../../{VALUES_FILE}"]
+    manifest["spec"]["destination"]["namespace"] = app.namespace
+    return manifest
+
+
+def open_redis(app: App) -> Any:
+    """helm_redis' release target (port-forwards to every pod) for an Argo CD application.
+
+    `helm redis verify` reads the expected shape with `helm get values`, which cannot work here: Argo CD
+    renders with `helm template` and creates no Helm release. The values it renders are the chart's
+    defaults plus the values file in Git, so those are given to the same code instead.
+    """
+    from helm_redis import release
+
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    rendered = _merge(defaults, app.source.values)
+    with mock.patch.object(release, "release_values", lambda *_a, **_k: rendered):
+        return release.open_release(RELEASE, app.namespace, kubeconfig=app.argo.env.get("KUBECONFIG"))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

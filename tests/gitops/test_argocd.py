@@ -1,0 +1,309 @@
+"""The chart under a real Argo CD: synced from Git, its hook run as PostSync on every sync, drift healed,
+scaled out through a commit, and no perpetual diff after any of it. The tests run in order on one
+Application (each step starts from the state the previous one left)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from helm_redis.drill import Router
+from helm_redis.nodes import read_views
+from helm_redis.verify import verify
+
+from .conftest import RELEASE, App, application_manifest, open_redis
+
+pytestmark = [pytest.mark.gitops, pytest.mark.timeout(1500)]
+
+FULLNAME = f"{RELEASE}-redis-cluster"
+KEYS = 2000
+PREFIX = "gitops"
+STAY_SYNCED_SECONDS = 60
+
+
+# --- what Argo CD reports -------------------------------------------------------------------------
+
+
+def _status(app: dict[str, Any]) -> dict[str, Any]:
+    return app.get("status", {})
+
+
+def _operation(app: dict[str, Any]) -> dict[str, Any]:
+    return _status(app).get("operationState", {})
+
+
+def synced_and_healthy(revision: str):
+    def check(app: dict[str, Any]) -> bool:
+        status = _status(app)
+        return (
+            status.get("sync", {}).get("status") == "Synced"
+            and status.get("sync", {}).get("revision") == revision
+            and status.get("health", {}).get("status") == "Healthy"
+        )
+
+    return check
+
+
+def operation_done(revision: str, not_started_at: str | None = None):
+    """The sync operation of this revision (a new one, if `not_started_at` is given) has finished."""
+
+    def check(app: dict[str, Any]) -> bool:
+        op = _operation(app)
+        if op.get("syncResult", {}).get("revision") != revision or op.get("startedAt") == not_started_at:
+            return False
+        if op.get("phase") in ("Failed", "Error"):
+            raise AssertionError(f"sync of {revision[:8]} {op.get('phase')}: {op.get('message')}")
+        return op.get("phase") == "Succeeded"
+
+    return check
+
+
+def hook_jobs(app: dict[str, Any]) -> list[dict[str, Any]]:
+    resources = _operation(app).get("syncResult", {}).get("resources", [])
+    return [r for r in resources if r.get("kind") == "Job" and r.get("hookType") == "PostSync"]
+
+
+def assert_hook_succeeded(app: dict[str, Any]) -> None:
+    jobs = hook_jobs(app)
+    assert [(j["name"], j.get("hookPhase")) for j in jobs] == [(f"{FULLNAME}-init", "Succeeded")], jobs
+
+
+def assert_stays_synced(app: App, seconds: float = STAY_SYNCED_SECONDS) -> None:
+    """No perpetual diff: Synced and Healthy throughout, no new sync operation, while Argo CD keeps
+    comparing (its reconciledAt moves on: up.sh sets a full comparison every 30 s)."""
+    first = app.get()
+    started_at = _operation(first).get("startedAt")
+    reconciled = {_status(first).get("reconciledAt")}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = app.get()
+        status = _status(now)
+        assert status.get("sync", {}).get("status") == "Synced", (
+            f"drift: {json.dumps(status.get('resources'))}"
+        )
+        assert status.get("health", {}).get("status") == "Healthy", status.get("health")
+        assert _operation(now).get("startedAt") == started_at, "Argo CD synced again: a diff came back"
+        reconciled.add(status.get("reconciledAt"))
+        time.sleep(2)
+    assert len(reconciled) > 1, "Argo CD did not compare the application again during the minute"
+
+
+# --- what Redis says --------------------------------------------------------------------------------
+
+
+def verified(target) -> None:
+    report = verify(
+        target.connector,
+        [m.address for m in target.members],
+        target.expected,
+        names=target.names,
+        k8s_nodes=target.k8s_nodes,
+        extra_checks=target.pod_checks(),
+    )
+    failing = [c.as_dict() for c in report.checks if not c.ok]
+    assert report.ok, f"verify failed: {failing}"
+
+
+def write_keys(target, count: int = KEYS) -> None:
+    router = Router(target.connector, [m.address for m in target.members])
+    by_owner: dict[Any, list[str]] = {}
+    for i in range(count):
+        key = f"{PREFIX}:{i}"
+        by_owner.setdefault(router.owner[key_slot(key.encode())], []).append(key)
+    for owner, keys in by_owner.items():
+        pipe = target.connector.client(owner).pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, key)
+        pipe.execute()
+
+
+def lost_keys(target, count: int = KEYS) -> list[str]:
+    router = Router(target.connector, [m.address for m in target.members])
+    lost = []
+    for i in range(count):
+        key = f"{PREFIX}:{i}"
+        if target.connector.client(router.owner[key_slot(key.encode())]).get(key) != key:
+            lost.append(key)
+    return lost
+
+
+def snapshot(target) -> dict[str, Any]:
+    """Per pod: node ID, role, master, config epoch, slots, key count; and the cluster's current epoch."""
+    views = read_views(target.connector, [m.address for m in target.members])
+    nodes = {}
+    for member, view in zip(target.members, views, strict=True):
+        me = view.myself
+        nodes[member.name] = {
+            "id": me.node_id,
+            "role": "master" if me.is_master else "replica",
+            "master": me.master_id,
+            "epoch": me.config_epoch,
+            "slots": me.slots,
+            "keys": view.keys,
+        }
+    epochs = {view.cluster_info.get("cluster_current_epoch") for view in views}
+    return {"nodes": nodes, "current_epoch": epochs}
+
+
+def pods(app: App) -> dict[str, tuple[str, int]]:
+    """Redis pod name -> (uid, restarts): a pod recreated or restarted shows here."""
+    items = json.loads(
+        app.kubectl(
+            "get",
+            "pods",
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=redis",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    return {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            sum(c.get("restartCount", 0) for c in p.get("status", {}).get("containerStatuses", [])),
+        )
+        for p in items
+    }
+
+
+def uid(app: App, kind: str, name: str) -> str | None:
+    done = app.kubectl("get", kind, name, "-o", "jsonpath={.metadata.uid}", check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+# --- the journey ------------------------------------------------------------------------------------
+
+
+def test_application_syncs_healthy_and_the_postsync_hook_forms_the_cluster(app: App) -> None:
+    revision = app.source.git("rev-parse", "HEAD")
+    started = time.monotonic()
+    app.argo.kubectl("apply", "-f", "-", input=json.dumps(application_manifest(app)))
+    app.wait("Synced and Healthy", synced_and_healthy(revision))
+    app.argo.record("create Application -> Synced+Healthy", time.monotonic() - started)
+    done = app.wait("synced with its PostSync hook done", operation_done(revision))
+    app.argo.record("create Application -> hook done", time.monotonic() - started)
+    assert_hook_succeeded(done)
+
+    target = open_redis(app)
+    try:
+        verified(target)
+        write_keys(target)
+        assert lost_keys(target) == []
+    finally:
+        target.close()
+    app.argo.record("create Application -> verified (+ keys written)", time.monotonic() - started)
+    assert_stays_synced(app)
+
+
+def test_a_second_sync_reruns_the_hook_and_changes_nothing(app: App) -> None:
+    target = open_redis(app)
+    try:
+        before, pods_before = snapshot(target), pods(app)
+        previous = _operation(app.get()).get("startedAt")
+
+        # A hard refresh alone: re-rendered from Git, nothing differs, so nothing is synced.
+        app.refresh("hard")
+        app.wait(
+            "hard-refreshed",
+            lambda a: "argocd.argoproj.io/refresh" not in a["metadata"].get("annotations", {}),
+            timeout=120,
+        )
+        now = app.get()
+        assert _status(now)["sync"]["status"] == "Synced"
+        assert _operation(now).get("startedAt") == previous
+
+        # A harmless commit (an annotation on the access Service): a new sync, and the hook runs again.
+        started = time.monotonic()
+        revision = app.commit(
+            "annotate the access Service", service__annotations={"example.org/revision": "2"}
+        )
+        app.refresh("hard")
+        app.wait("Synced and Healthy at the new commit", synced_and_healthy(revision))
+        app.argo.record("commit -> Synced+Healthy", time.monotonic() - started)
+        done = app.wait("synced with the hook re-run", operation_done(revision, not_started_at=previous))
+        app.argo.record("commit -> hook done", time.monotonic() - started)
+        assert_hook_succeeded(done)
+
+        annotations = json.loads(app.kubectl("get", "service", FULLNAME, "-o", "json").stdout)["metadata"]
+        assert annotations.get("annotations", {}).get("example.org/revision") == "2"
+        assert snapshot(target) == before, "the re-run hook changed the cluster"
+        assert pods(app) == pods_before, "pods were recreated or restarted"
+        assert lost_keys(target) == []
+        verified(target)
+    finally:
+        target.close()
+    assert_stays_synced(app)
+
+
+def test_self_heal_restores_the_deleted_service_and_configmap_while_redis_serves(app: App) -> None:
+    target = open_redis(app)
+    try:
+        pods_before = pods(app)
+        previous = _operation(app.get()).get("startedAt")
+        old = {kind: uid(app, kind, FULLNAME) for kind in ("service", "configmap")}
+        assert all(old.values()), old
+
+        started = time.monotonic()
+        app.kubectl("delete", "service", FULLNAME, "--wait=false")
+        app.kubectl("delete", "configmap", FULLNAME, "--wait=false")
+        failed_reads = reads = 0
+        router = Router(target.connector, [m.address for m in target.members])
+        deadline = time.monotonic() + 300
+        while True:
+            now = {kind: uid(app, kind, FULLNAME) for kind in old}
+            if all(now[k] and now[k] != old[k] for k in old):
+                break
+            assert time.monotonic() < deadline, f"not restored within 300 s: {now}"
+            key = f"{PREFIX}:{reads % KEYS}"
+            reads += 1
+            try:
+                if target.connector.client(router.owner[key_slot(key.encode())]).get(key) != key:
+                    failed_reads += 1
+            except Exception:
+                failed_reads += 1
+            time.sleep(0.2)
+        app.argo.record("delete Service+ConfigMap -> restored by self-heal", time.monotonic() - started)
+        assert failed_reads == 0, f"{failed_reads} of {reads} reads failed while Argo CD healed"
+
+        app.wait("healed (Synced and Healthy)", synced_and_healthy(app.source.git("rev-parse", "HEAD")))
+        done = app.wait(
+            "self-heal sync done",
+            operation_done(app.source.git("rev-parse", "HEAD"), not_started_at=previous),
+        )
+        assert_hook_succeeded(done)
+        assert pods(app) == pods_before, "pods were recreated or restarted"
+        assert lost_keys(target) == []
+        verified(target)
+    finally:
+        target.close()
+    assert_stays_synced(app)
+
+
+def test_scale_out_through_git_adds_a_master_and_a_replica_without_losing_keys(app: App) -> None:
+    previous = _operation(app.get()).get("startedAt")
+    started = time.monotonic()
+    revision = app.commit("scale out: 4 masters", cluster__masters=4)
+    app.refresh("hard")
+    app.wait("Synced and Healthy with 8 pods", synced_and_healthy(revision), timeout=900)
+    app.argo.record("scale-out commit -> Synced+Healthy", time.monotonic() - started)
+    done = app.wait("scale-out sync with its hook done", operation_done(revision, previous), timeout=900)
+    app.argo.record("scale-out commit -> hook done", time.monotonic() - started)
+    assert_hook_succeeded(done)
+
+    target = open_redis(app)
+    try:
+        assert len(target.members) == 8, [m.name for m in target.members]
+        verified(target)
+        app.argo.record("scale-out commit -> verified", time.monotonic() - started)
+        state = snapshot(target)
+        masters = {n: s for n, s in state["nodes"].items() if s["role"] == "master"}
+        assert len(masters) == 4 and all(s["slots"] for s in masters.values()), masters
+        assert lost_keys(target) == []
+        assert sum(s["keys"] for s in masters.values()) == KEYS
+    finally:
+        target.close()
+    assert_stays_synced(app)
