@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KubernetesUnavailable, PodsNotFound, ReleaseNotFound
+from .faults import CommandFaults
 from .health import Check, Expectation
 from .k8s import PodInfo, core_api, list_pods
 from .nodes import Connector, NodeAddress
@@ -200,10 +201,14 @@ def wait_for_pod(target: ReleaseTarget, pod: str, timeout: float) -> bool:
 
 
 class PodFaults:
-    """Crash: delete the pod with grace period 0 (no preStop). Graceful: a normal deletion."""
+    """Crash: the Redis process dies at once (SHUTDOWN NOW: no handover), then the pod is deleted with
+    grace period 0 so the StatefulSet recreates it. Deleting alone is no crash: the kubelet still runs
+    the preStop handover of a force-deleted pod. Graceful: a normal deletion (preStop hands over)."""
 
     def __init__(self, target: ReleaseTarget) -> None:
         self.target = target
 
     def inject(self, member: Member, mode: str) -> None:
+        if mode == "crash":
+            CommandFaults(self.target.connector).inject(member, "crash")
         self.target.delete_pod(member.name, 0 if mode == "crash" else None)
