@@ -364,6 +364,7 @@ def _print_drill(report) -> None:
         f"promotion: {promotion}; new master: {report.new_master or 'none'}; acknowledged writes: "
         f"{report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by every replica: "
         f"{report.unreplicated} (lost {report.lost_unreplicated}); failed: {report.failed}"
+        + (f"; not verifiable (no master reachable): {report.unverified}" if report.unverified else "")
         + (f"; {report.failback}" if report.failback else "")
     )
     for problem in report.problems:

@@ -63,6 +63,7 @@ class DrillReport:
     failed: int = 0
     lost_acknowledged: int = 0
     lost_unreplicated: int = 0
+    unverified: int = 0
     failback: str = ""
     problems: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -93,6 +94,7 @@ class DrillReport:
                 "failed": self.failed,
                 "lost_acknowledged": self.lost_acknowledged,
                 "lost_unreplicated": self.lost_unreplicated,
+                "unverified": self.unverified,
             },
             "failback": self.failback,
             "interrupted": self.interrupted,
@@ -319,9 +321,10 @@ class Drill:
             self.timeout + 30,
         )
         load.start()
-        time.sleep(0.5)  # a baseline of writes before the fault
         started = time.monotonic()
         try:
+            time.sleep(0.5)  # a baseline of writes before the fault
+            started = time.monotonic()
             report.timeline["fault injected"] = 0.0  # the clock starts as the fault is injected
             self.faults.inject(target, self.mode)
             self.progress(f"{self.mode} of {target.name} injected")
@@ -433,33 +436,42 @@ class Drill:
         report.unreplicated = len(load.unreplicated)
         report.failed = load.failed
         load.router.refresh()
-        report.lost_acknowledged = self._count_missing(load, load.acknowledged)
-        report.lost_unreplicated = self._count_missing(load, load.unreplicated)
+        report.lost_acknowledged, unverified = self._count_missing(load, load.acknowledged)
+        report.lost_unreplicated, unverified_unreplicated = self._count_missing(load, load.unreplicated)
+        report.unverified = unverified + unverified_unreplicated
+        if report.unverified and not report.interrupted:
+            report.problems.append(f"{report.unverified} written key(s) could not be read back (no master)")
         self.progress(
             f"writes: {report.acknowledged} acknowledged ({report.lost_acknowledged} lost), "
             f"{report.unreplicated} not acknowledged by every replica ({report.lost_unreplicated} lost), "
             f"{report.failed} failed"
         )
 
-    def _count_missing(self, load: WriteLoad, keys: list[str]) -> int:
-        """Read every key back from its current master (pipelined per node)."""
-        by_node: dict[NodeAddress, list[str]] = {}
+    def _count_missing(self, load: WriteLoad, keys: list[str]) -> tuple[int, int]:
+        """Read every key back from its current master (pipelined per node): (missing, unverifiable).
+
+        A key whose shard has no reachable master (an interrupted drill) is unverifiable, not lost.
+        """
+        by_node: dict[NodeAddress | None, list[str]] = {}
         for key in keys:
-            address = load.router.owner.get(key_slot(key.encode()))
-            if address is not None:
-                by_node.setdefault(address, []).append(key)
-        missing = len(keys) - sum(len(v) for v in by_node.values())
+            by_node.setdefault(load.router.owner.get(key_slot(key.encode())), []).append(key)
+        missing = 0
+        unverifiable = len(by_node.pop(None, []))
         for address, node_keys in by_node.items():
             for start in range(0, len(node_keys), 1000):
                 chunk = node_keys[start : start + 1000]
-                pipe = self.connector.client(address).pipeline(transaction=False)
-                for key in chunk:
-                    pipe.get(key)
-                values = pipe.execute(raise_on_error=False)
+                try:
+                    pipe = self.connector.client(address).pipeline(transaction=False)
+                    for key in chunk:
+                        pipe.get(key)
+                    values = pipe.execute()
+                except redis.RedisError:
+                    unverifiable += len(chunk)
+                    continue
                 missing += sum(
                     1 for key, value in zip(chunk, values, strict=True) if value != key.rsplit(":", 1)[1]
                 )
-        return missing
+        return missing, unverifiable
 
     def _failback(self, report: DrillReport, target: Member, started: float) -> None:
         """Give the slots back to the original master (CLUSTER FAILOVER on it, now a replica)."""

@@ -4,6 +4,11 @@ deleted pod. Numbers are printed, never asserted."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +23,7 @@ from .supervision import ProcessFaults, Supervisor
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
+HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 def _ids(nodes) -> dict[str, str]:
@@ -108,6 +114,7 @@ def test_cli_drill_on_nodes_reports_json_and_exits_0(cluster):
         "failed",
         "lost_acknowledged",
         "lost_unreplicated",
+        "unverified",
     }
     assert [e["event"] for e in document["timeline"]][:1] == ["fault injected"]
     assert document["promotion_seconds"] > 0
@@ -135,3 +142,23 @@ def test_cli_drill_of_an_unknown_pod_is_a_usage_error(cluster):
     result = runner.invoke(app, ["drill", "--nodes", cluster.nodes_option(), "--pod", "nope"])
     assert result.exit_code == 2
     assert "nope" in result.stderr
+
+
+def test_ctrl_c_stops_the_load_and_still_reports_what_was_measured(cluster):
+    with Supervisor(cluster):
+        drill = subprocess.Popen(
+            [HELM_REDIS, "drill", "--nodes", cluster.nodes_option(), "-r", "1", "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)  # the fault is in, the failover is not over yet (node timeout 5 s)
+        drill.send_signal(signal.SIGINT)
+        out, err = drill.communicate(timeout=60)
+
+    assert drill.returncode == 1, err
+    document = json.loads(out)
+    assert document["interrupted"] is True
+    assert document["writes"]["acknowledged"] > 0
+    assert document["writes"]["lost_acknowledged"] == 0
+    assert "Traceback" not in err
