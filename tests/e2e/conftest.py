@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,7 +72,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
+def cluster() -> Iterator[Cluster]:
     env = {**os.environ, **_local_cluster_env()}
     probe = subprocess.run(
         ["kubectl", "version", "--request-timeout=10s"], env=env, capture_output=True, text=True
@@ -79,7 +81,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         raise RuntimeError(
             f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
         )
-    helm_home = tmp_path_factory.mktemp("helm-home")
+    # Not pytest's tmp_path: a later pytest session may prune it while this long journey still runs.
+    helm_home = Path(tempfile.mkdtemp(prefix="rch-e2e-helm-"))
     # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
     env.update(
         HELM_DATA_HOME=str(helm_home / "data"),
@@ -138,3 +141,4 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         ]
         if ours:
             cluster.run("kubectl", "delete", "--wait=false", *ours, check=False)
+        shutil.rmtree(helm_home, ignore_errors=True)
