@@ -30,13 +30,21 @@ done
 
 # This script's directory (helm_plugin/, as Helm sees it: $HELM_PLUGIN_DIR when plugin.yaml sits beside it).
 plugin_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-venv=$plugin_dir/venv
+# The directory's real location: Helm symlinks local directories, and copies git clones and tarballs.
+real_dir=$(CDPATH='' cd -P -- "$plugin_dir" && pwd)
+# The venv lives at the real path: its scripts' #! lines name it, and a symlink (a temporary HELM_PLUGINS,
+# a removed plugin link) may not outlive the venv.
+venv=$real_dir/venv
 stamp=$venv/.helm-redis-source
 project=redis-cluster-helm
 
+# healthy_venv: python runs and helm-redis's #! interpreter exists.
+healthy_venv() {
+  [ -x "$venv/bin/python" ] && [ -x "$venv/bin/helm-redis" ] &&
+    [ -x "$(head -n 1 "$venv/bin/helm-redis" | sed 's/^#!//')" ] && "$venv/bin/python" -c '' >/dev/null 2>&1
+}
+
 # --- what to install --------------------------------------------------------------------------------------
-# The directory's real location: Helm symlinks local directories, and copies git clones and tarballs.
-real_dir=$(CDPATH='' cd -P -- "$plugin_dir" && pwd)
 checkout=$(dirname -- "$real_dir")
 if [ -n "${HELM_REDIS_PACKAGE:-}" ]; then
   spec=$HELM_REDIS_PACKAGE
@@ -61,8 +69,7 @@ fi
 want="$spec
 $fingerprint"
 
-if ! $upgrade && [ -x "$venv/bin/python" ] && [ -x "$venv/bin/helm-redis" ] && [ -f "$stamp" ] &&
-  [ "$(cat "$stamp")" = "$want" ]; then
+if ! $upgrade && healthy_venv && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   say "venv up to date ($what): nothing to do"
   exit 0
 fi
@@ -86,7 +93,7 @@ install one or set HELM_REDIS_PYTHON"
 fi
 
 # --- the venv ---------------------------------------------------------------------------------------------
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+if ! healthy_venv; then
   say "creating $venv with $python ($("$python" -c 'import platform; print(platform.python_version())'))"
   if ! out=$("$python" -m venv --clear "$venv" 2>&1); then
     rm -rf "$venv"
