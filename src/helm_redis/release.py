@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ def release_values(name: str, namespace: str, context: str | None, kubeconfig: s
     """The release's computed values, read through Helm (pyhelm3)."""
     from pyhelm3 import Client
     from pyhelm3 import errors as helm_errors
+
+    # pyhelm3 logs every failed helm command; the error below already says it, in one line.
+    logging.getLogger("pyhelm3").setLevel(logging.CRITICAL)
 
     async def read() -> dict[str, Any]:
         client = Client(
