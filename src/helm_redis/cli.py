@@ -373,7 +373,11 @@ def _print_drill(report) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a drill's own handling (which still reports): one line
+        output.stderr.print("interrupted", markup=False)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

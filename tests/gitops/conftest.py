@@ -57,7 +57,7 @@ class ArgoCD:
 
     def record(self, name: str, seconds: float) -> None:
         self.timings[name] = seconds
-        print(f"\n[gitops] {name}: {seconds:.1f} s")
+        print(f"\n[gitops] {name}: {seconds:.1f} s", flush=True)
 
 
 @pytest.fixture(scope="session")
@@ -233,6 +233,8 @@ def app(argocd: ArgoCD, tmp_path_factory) -> Iterator[App]:
         ]
         if kept:
             argocd.kubectl("delete", "--wait=false", *kept, check=False)
+        # The local cluster's node is this machine: remove the run's hostPath data there too.
+        shutil.rmtree(host_dir, ignore_errors=True)
 
 
 def _delete_application(app: App) -> None:

@@ -48,16 +48,27 @@ def synced_and_healthy(revision: str):
     return check
 
 
-def operation_done(revision: str, not_started_at: str | None = None):
-    """The sync operation of this revision (a new one, if `not_started_at` is given) has finished."""
+def full_syncs(app: dict[str, Any]) -> int:
+    """Argo CD records each successful full sync (never a partial one, as self-heal runs) in history."""
+    return len(_status(app).get("history", []))
+
+
+def operation_done(revision: str, full_syncs_before: int | None = None):
+    """A full sync to this revision has finished (one after the `full_syncs_before` first ones)."""
 
     def check(app: dict[str, Any]) -> bool:
         op = _operation(app)
-        if op.get("syncResult", {}).get("revision") != revision or op.get("startedAt") == not_started_at:
+        if op.get("syncResult", {}).get("revision") != revision:
             return False
         if op.get("phase") in ("Failed", "Error"):
             raise AssertionError(f"sync of {revision[:8]} {op.get('phase')}: {op.get('message')}")
-        return op.get("phase") == "Succeeded"
+        history = _status(app).get("history", [])
+        return (
+            op.get("phase") == "Succeeded"
+            and bool(history)
+            and history[-1].get("revision") == revision
+            and (full_syncs_before is None or len(history) > full_syncs_before)
+        )
 
     return check
 
@@ -76,7 +87,7 @@ def assert_stays_synced(app: App, seconds: float = STAY_SYNCED_SECONDS) -> None:
     """No perpetual diff: Synced and Healthy throughout, no new sync operation, while Argo CD keeps
     comparing (its reconciledAt moves on: up.sh sets a full comparison every 30 s)."""
     first = app.get()
-    started_at = _operation(first).get("startedAt")
+    started_at, syncs = _operation(first).get("startedAt"), full_syncs(first)
     reconciled = {_status(first).get("reconciledAt")}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -86,7 +97,9 @@ def assert_stays_synced(app: App, seconds: float = STAY_SYNCED_SECONDS) -> None:
             f"drift: {json.dumps(status.get('resources'))}"
         )
         assert status.get("health", {}).get("status") == "Healthy", status.get("health")
-        assert _operation(now).get("startedAt") == started_at, "Argo CD synced again: a diff came back"
+        assert (_operation(now).get("startedAt"), full_syncs(now)) == (started_at, syncs), (
+            "Argo CD synced again: a diff came back"
+        )
         reconciled.add(status.get("reconciledAt"))
         time.sleep(2)
     assert len(reconciled) > 1, "Argo CD did not compare the application again during the minute"
@@ -187,6 +200,9 @@ def test_application_syncs_healthy_and_the_postsync_hook_forms_the_cluster(app: 
     done = app.wait("synced with its PostSync hook done", operation_done(revision))
     app.argo.record("create Application -> hook done", time.monotonic() - started)
     assert_hook_succeeded(done)
+    # The helm test Pod is a hook of no phase Argo CD knows: never applied.
+    assert f"{FULLNAME}-test" not in [r["name"] for r in _operation(done)["syncResult"]["resources"]]
+    assert app.kubectl("get", "pod", f"{FULLNAME}-test", check=False).returncode != 0
 
     target = open_redis(app)
     try:
@@ -203,7 +219,7 @@ def test_a_second_sync_reruns_the_hook_and_changes_nothing(app: App) -> None:
     target = open_redis(app)
     try:
         before, pods_before = snapshot(target), pods(app)
-        previous = _operation(app.get()).get("startedAt")
+        previous = app.get()
 
         # A hard refresh alone: re-rendered from Git, nothing differs, so nothing is synced.
         app.refresh("hard")
@@ -214,7 +230,8 @@ def test_a_second_sync_reruns_the_hook_and_changes_nothing(app: App) -> None:
         )
         now = app.get()
         assert _status(now)["sync"]["status"] == "Synced"
-        assert _operation(now).get("startedAt") == previous
+        assert _operation(now).get("startedAt") == _operation(previous).get("startedAt")
+        assert full_syncs(now) == full_syncs(previous)
 
         # A harmless commit (an annotation on the access Service): a new sync, and the hook runs again.
         started = time.monotonic()
@@ -224,7 +241,7 @@ def test_a_second_sync_reruns_the_hook_and_changes_nothing(app: App) -> None:
         app.refresh("hard")
         app.wait("Synced and Healthy at the new commit", synced_and_healthy(revision))
         app.argo.record("commit -> Synced+Healthy", time.monotonic() - started)
-        done = app.wait("synced with the hook re-run", operation_done(revision, not_started_at=previous))
+        done = app.wait("synced with the hook re-run", operation_done(revision, full_syncs(previous)))
         app.argo.record("commit -> hook done", time.monotonic() - started)
         assert_hook_succeeded(done)
 
@@ -243,7 +260,7 @@ def test_self_heal_restores_the_deleted_service_and_configmap_while_redis_serves
     target = open_redis(app)
     try:
         pods_before = pods(app)
-        previous = _operation(app.get()).get("startedAt")
+        previous = app.get()
         old = {kind: uid(app, kind, FULLNAME) for kind in ("service", "configmap")}
         assert all(old.values()), old
 
@@ -269,12 +286,15 @@ def test_self_heal_restores_the_deleted_service_and_configmap_while_redis_serves
         app.argo.record("delete Service+ConfigMap -> restored by self-heal", time.monotonic() - started)
         assert failed_reads == 0, f"{failed_reads} of {reads} reads failed while Argo CD healed"
 
-        app.wait("healed (Synced and Healthy)", synced_and_healthy(app.source.git("rev-parse", "HEAD")))
-        done = app.wait(
-            "self-heal sync done",
-            operation_done(app.source.git("rev-parse", "HEAD"), not_started_at=previous),
+        healed = app.wait(
+            "healed (Synced and Healthy)", synced_and_healthy(_status(previous)["sync"]["revision"])
         )
-        assert_hook_succeeded(done)
+        # Self-heal syncs only what is out of sync (partial syncs, one per detection): no full sync, so
+        # no hook runs, and none is needed.
+        assert _operation(healed).get("startedAt") != _operation(previous).get("startedAt")
+        assert full_syncs(healed) == full_syncs(previous)
+        synced = {(r["kind"], r["name"]) for r in _operation(healed)["syncResult"]["resources"]}
+        assert synced <= {("ConfigMap", FULLNAME), ("Service", FULLNAME)}, synced
         assert pods(app) == pods_before, "pods were recreated or restarted"
         assert lost_keys(target) == []
         verified(target)
@@ -284,7 +304,7 @@ def test_self_heal_restores_the_deleted_service_and_configmap_while_redis_serves
 
 
 def test_scale_out_through_git_adds_a_master_and_a_replica_without_losing_keys(app: App) -> None:
-    previous = _operation(app.get()).get("startedAt")
+    previous = full_syncs(app.get())
     started = time.monotonic()
     revision = app.commit("scale out: 4 masters", cluster__masters=4)
     app.refresh("hard")
@@ -307,3 +327,14 @@ def test_scale_out_through_git_adds_a_master_and_a_replica_without_losing_keys(a
     finally:
         target.close()
     assert_stays_synced(app)
+
+
+def test_deleting_the_application_removes_its_resources_but_keeps_the_volumes(app: App) -> None:
+    """The static PVs carry helm.sh/resource-policy: keep, which Argo CD's cascade deletion honours."""
+    pvs = [f"persistentvolume/{app.namespace}-data-{FULLNAME}-{i}" for i in range(8)]
+    app.argo.kubectl(
+        "-n", app.argo.namespace, "delete", "applications.argoproj.io", app.name, "--timeout=300s"
+    )
+    assert app.kubectl("get", "statefulset", FULLNAME, check=False).returncode != 0
+    kept = app.argo.kubectl("get", *pvs, "-o", "name").stdout.split()
+    assert kept == pvs

@@ -152,11 +152,17 @@ def test_ctrl_c_stops_the_load_and_still_reports_what_was_measured(cluster):
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)  # the fault is in, the failover is not over yet (node timeout 5 s)
+        progress = []
+        assert drill.stderr is not None
+        for line in drill.stderr:  # bounded by the drill's own timeouts
+            progress.append(line)
+            if "injected" in line:
+                break
+        time.sleep(1)  # the fault is in, the failover is not over yet (node timeout 5 s)
         drill.send_signal(signal.SIGINT)
         out, err = drill.communicate(timeout=60)
 
-    assert drill.returncode == 1, err
+    assert drill.returncode == 1, "".join(progress) + err
     document = json.loads(out)
     assert document["interrupted"] is True
     assert document["writes"]["acknowledged"] > 0
