@@ -151,6 +151,9 @@ def test_ctrl_c_stops_the_load_and_still_reports_what_was_measured(cluster):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A background job inherits SIGINT ignored (and Python then keeps ignoring it): start as a
+            # terminal would, where Ctrl-C interrupts.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         progress = []
         assert drill.stderr is not None
