@@ -6,7 +6,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .clusterview import TOTAL_SLOTS, NodeView, covered_slots, format_ranges
+from .clusterview import TOTAL_SLOTS, NodeView, covered_slots
+from .nodes import NodeAddress
+from .plan import Member, assign_roles
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -238,9 +240,6 @@ def _avoidable(
     node_of: dict[str, str | None],
 ) -> bool:
     """Could another pairing of these nodes keep every replica off its master's k8s node?"""
-    from .nodes import NodeAddress
-    from .plan import Member, assign_roles
-
     members = {
         v.node_id: Member(NodeAddress(v.address, 0), v.address, node_of.get(v.node_id), index)
         for index, v in enumerate(sorted(views, key=lambda v: v.address))
@@ -252,7 +251,3 @@ def _avoidable(
 
 def failed(checks: list[Check], names: tuple[str, ...] | None = None) -> list[Check]:
     return [c for c in checks if not c.ok and (names is None or c.name in names)]
-
-
-def describe_slots(view: NodeView) -> str:
-    return format_ranges(view.myself.slots)

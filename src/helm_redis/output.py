@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from enum import StrEnum
 from typing import Any
 
@@ -29,8 +30,6 @@ def progress(message: str) -> None:
 
 
 def _clock() -> str:
-    import time
-
     return time.strftime("%H:%M:%S")
 
 

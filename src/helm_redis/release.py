@@ -11,7 +11,6 @@ import asyncio
 import base64
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,17 +190,6 @@ def open_release(
     return ReleaseTarget(
         name, namespace, expected, port, pods, members, connector, forwarder, api, selector, persistent
     )
-
-
-def wait_for_pod(target: ReleaseTarget, pod: str, timeout: float) -> bool:
-    """Wait (bounded) until the pod exists again, runs and has an IP."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for info in list_pods(target.api, target.namespace, target.selector):
-            if info.name == pod and info.ip and not info.deleting:
-                return True
-        time.sleep(0.5)
-    return False
 
 
 class PodFaults:
