@@ -146,9 +146,10 @@ class Formation:
             {m.address: m.name for m in self.members},
         )
         state = self._read()
-        if not failed(self._checks(state), DONE_CHECKS) and len(state.owners()) >= self.masters:
+        checks = self._checks(state)
+        if not failed(checks, DONE_CHECKS):
             self.result.already_formed = True
-            self.result.checks = self._checks(state)
+            self.result.checks = checks
             self.result.seconds = time.monotonic() - started
             self.progress("already formed: nothing to do")
             return self.result
