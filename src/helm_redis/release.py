@@ -136,6 +136,34 @@ class ReleaseTarget:
             raise KubernetesUnavailable(f"deleting pod {pod} failed: {error.status} {error.reason}") from None
 
 
+def shape_from_statefulset(api, namespace: str, name: str) -> tuple[Expectation, int] | None:
+    """(expected shape, port) from the chart's StatefulSet of that release name, or None if there is none.
+
+    Replicas per master come from the chart's redis.conf (`repl-diskless-sync-max-replicas`).
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/name=redis-cluster"
+    try:
+        sets = (
+            client.AppsV1Api(api.api_client)
+            .list_namespaced_stateful_set(namespace, label_selector=selector, _request_timeout=10)
+            .items
+        )
+        if not sets:
+            return None
+        spec = sets[0].spec.template.spec
+        config = next(v.config_map.name for v in spec.volumes if v.name == "config" and v.config_map)
+        conf = api.read_namespaced_config_map(config, namespace, _request_timeout=10).data["redis.conf"]
+    except (ApiException, StopIteration, KeyError, TypeError) as error:
+        raise KubernetesUnavailable(f"reading the StatefulSet of {name!r} failed: {error}") from None
+    settings = dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and " " in line)
+    per_master = int(settings.get("repl-diskless-sync-max-replicas", "1"))
+    port = int(settings.get("port", "6379"))
+    return Expectation(sets[0].spec.replicas // (1 + per_master), per_master), port
+
+
 def _password(api, namespace: str, pod_spec) -> str | None:
     """The password the Redis container itself uses (env REDIS_PASSWORD from a Secret), if any."""
     from kubernetes.client.exceptions import ApiException
@@ -164,11 +192,20 @@ def open_release(
     namespace = namespace or os.environ.get("HELM_NAMESPACE") or "default"
     context = context or os.environ.get("HELM_KUBECONTEXT") or None
     kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
-    values = release_values(name, namespace, context, kubeconfig)
-    cluster = values.get("cluster", {})
-    expected = Expectation(int(cluster.get("masters", 3)), int(cluster.get("replicasPerMaster", 1)))
-    port = int(values.get("redis", {}).get("port", 6379))
-    api = core_api(context, kubeconfig)
+    try:
+        values = release_values(name, namespace, context, kubeconfig)
+        cluster = values.get("cluster", {})
+        expected = Expectation(int(cluster.get("masters", 3)), int(cluster.get("replicasPerMaster", 1)))
+        port = int(values.get("redis", {}).get("port", 6379))
+        api = core_api(context, kubeconfig)
+    except ReleaseNotFound as missing:
+        # Argo CD renders the chart with `helm template`: its applications have no Helm release. The
+        # shape is then read from what the chart deployed under that release name.
+        api = core_api(context, kubeconfig)
+        shape = shape_from_statefulset(api, namespace, name)
+        if shape is None:
+            raise missing from None
+        expected, port = shape
     selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=redis"
     pods = [p for p in list_pods(api, namespace, selector) if not p.deleting]
     if not pods:
