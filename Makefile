@@ -27,6 +27,7 @@ clean:
 	rm -rf .venv .pytest_cache .ruff_cache build dist src/*.egg-info
 
 -include ci/k8s.mk
+-include ci/argocd.mk
 
 demo: bootstrap ## the whole thing: local Kubernetes (or yours), install, hook, verify, a crash drill
 	@ci/demo.sh

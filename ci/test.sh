@@ -3,6 +3,7 @@
 #   static   ruff, chart README/schema freshness (chart lint and render tests run under pytest)
 #   local    unit, chart, plugin and Redis-level tests (real redis-server processes on loopback)
 #   e2e      the Kubernetes journey, on the configured cluster or a local one (ci/k8s)
+#   gitops   the chart synced from Git by a real Argo CD (ci/argocd) on that cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -30,3 +31,5 @@ stage k8s-up ci/k8s/up.sh
 eval "$(ci/k8s/env.sh)"
 if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage images ci/images/build.sh; fi
 stage e2e $py -m pytest -m e2e -p no:cacheprovider
+stage argocd-up make --no-print-directory argocd-up
+stage gitops $py -m pytest -m gitops -p no:cacheprovider

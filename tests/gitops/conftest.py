@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -55,6 +56,9 @@ class ArgoCD:
     def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
         return _run(self.env, "kubectl", *args, **kw)
 
+    def helm(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return _run(self.env, "helm", *args, **kw)
+
     def record(self, name: str, seconds: float) -> None:
         self.timings[name] = seconds
         print(f"\n[gitops] {name}: {seconds:.1f} s", flush=True)
@@ -68,6 +72,14 @@ def argocd() -> Iterator[ArgoCD]:
         raise RuntimeError(
             f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
         )
+    # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
+    helm_home = Path(tempfile.mkdtemp(prefix="rch-gitops-helm-"))
+    env.update(
+        HELM_DATA_HOME=str(helm_home / "data"),
+        HELM_PLUGINS=str(helm_home / "data" / "plugins"),
+        HELM_CACHE_HOME=str(helm_home / "cache"),
+        HELM_CONFIG_HOME=str(helm_home / "config"),
+    )
     was_running = bool(_exports(ROOT / "ci/argocd/env.sh"))
     started = time.monotonic()
     up = _run(env, str(ROOT / "ci/argocd/up.sh"), check=False, timeout=3600)
@@ -75,16 +87,21 @@ def argocd() -> Iterator[ArgoCD]:
     if up.returncode != 0:
         raise RuntimeError(f"ci/argocd/up.sh failed ({up.returncode}):\n{up.stderr[-3000:]}")
     env.update(_exports(ROOT / "ci/argocd/env.sh"))
+    # The project's Helm (ci/bootstrap.sh) runs the plugin; Argo CD uses its own, on the repo-server's PATH.
+    cache = Path(os.environ.get("RCH_CACHE") or Path.home() / ".cache" / "redis-cluster-helm")
+    env["PATH"] = f"{cache / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     argo = ArgoCD(env, env.get("ARGOCD_NAMESPACE", "argocd"))
     argo.record(
         "Argo CD up (" + ("already running" if was_running else "started") + ")", time.monotonic() - started
     )
     try:
+        argo.helm("plugin", "install", str(ROOT / "helm_plugin"), timeout=600)
         yield argo
     finally:
         print("\n[gitops] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in argo.timings.items()))
         if not was_running and os.environ.get("RCH_KEEP_ARGOCD") != "1":
             _run(env, str(ROOT / "ci/argocd/down.sh"), check=False)
+        shutil.rmtree(helm_home, ignore_errors=True)
 
 
 class GitSource:
@@ -280,25 +297,22 @@ def application_manifest(app: App) -> dict[str, Any]:
 
 
 def open_redis(app: App) -> Any:
-    """helm_redis' release target (port-forwards to every pod) for an Argo CD application.
-
-    `helm redis verify` reads the expected shape with `helm get values`, which cannot work here: Argo CD
-    renders with `helm template` and creates no Helm release. The values it renders are the chart's
-    defaults plus the values file in Git, so those are given to the same code instead.
-    """
+    """helm_redis' release target (port-forwards to every pod), as `helm redis` opens it: Argo CD
+    creates no Helm release, so the shape comes from the chart's StatefulSet and redis.conf."""
     from helm_redis import release
 
-    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    rendered = _merge(defaults, app.source.values)
-    with mock.patch.object(release, "release_values", lambda *_a, **_k: rendered):
+    helm = shutil.which("helm", path=app.argo.env["PATH"]) or "helm"
+    with mock.patch.dict(os.environ, {"HELM_BIN": helm}):
         return release.open_release(RELEASE, app.namespace, kubeconfig=app.argo.env.get("KUBECONFIG"))
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def plugin_verify(app: App) -> dict[str, Any]:
+    """`helm redis verify RELEASE -n NAMESPACE -o json`, the user's command, on the Argo CD application."""
+    done = app.argo.helm("redis", "verify", RELEASE, "-n", app.namespace, "-o", "json", check=False)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"helm redis verify: no JSON ({done.returncode}):\n{done.stderr}") from None
+    failing = [c for c in report.get("checks", []) if c.get("status") == "fail"]
+    assert done.returncode == 0 and not failing, f"helm redis verify exited {done.returncode}: {failing}"
+    return report

@@ -13,9 +13,8 @@ from redis.crc import key_slot
 
 from helm_redis.drill import Router
 from helm_redis.nodes import read_views
-from helm_redis.verify import verify
 
-from .conftest import RELEASE, App, application_manifest, open_redis
+from .conftest import RELEASE, App, application_manifest, open_redis, plugin_verify
 
 pytestmark = [pytest.mark.gitops, pytest.mark.timeout(1500)]
 
@@ -108,19 +107,6 @@ def assert_stays_synced(app: App, seconds: float = STAY_SYNCED_SECONDS) -> None:
 # --- what Redis says --------------------------------------------------------------------------------
 
 
-def verified(target) -> None:
-    report = verify(
-        target.connector,
-        [m.address for m in target.members],
-        target.expected,
-        names=target.names,
-        k8s_nodes=target.k8s_nodes,
-        extra_checks=target.pod_checks(),
-    )
-    failing = [c.as_dict() for c in report.checks if not c.ok]
-    assert report.ok, f"verify failed: {failing}"
-
-
 def write_keys(target, count: int = KEYS) -> None:
     router = Router(target.connector, [m.address for m in target.members])
     by_owner: dict[Any, list[str]] = {}
@@ -206,7 +192,7 @@ def test_application_syncs_healthy_and_the_postsync_hook_forms_the_cluster(app: 
 
     target = open_redis(app)
     try:
-        verified(target)
+        plugin_verify(app)
         write_keys(target)
         assert lost_keys(target) == []
     finally:
@@ -250,7 +236,7 @@ def test_a_second_sync_reruns_the_hook_and_changes_nothing(app: App) -> None:
         assert snapshot(target) == before, "the re-run hook changed the cluster"
         assert pods(app) == pods_before, "pods were recreated or restarted"
         assert lost_keys(target) == []
-        verified(target)
+        plugin_verify(app)
     finally:
         target.close()
     assert_stays_synced(app)
@@ -297,7 +283,7 @@ def test_self_heal_restores_the_deleted_service_and_configmap_while_redis_serves
         assert synced <= {("ConfigMap", FULLNAME), ("Service", FULLNAME)}, synced
         assert pods(app) == pods_before, "pods were recreated or restarted"
         assert lost_keys(target) == []
-        verified(target)
+        plugin_verify(app)
     finally:
         target.close()
     assert_stays_synced(app)
@@ -317,7 +303,7 @@ def test_scale_out_through_git_adds_a_master_and_a_replica_without_losing_keys(a
     target = open_redis(app)
     try:
         assert len(target.members) == 8, [m.name for m in target.members]
-        verified(target)
+        plugin_verify(app)
         app.argo.record("scale-out commit -> verified", time.monotonic() - started)
         state = snapshot(target)
         masters = {n: s for n, s in state["nodes"].items() if s["role"] == "master"}
