@@ -5,32 +5,16 @@ reachable cluster these tests fail with the reason, they are never skipped."""
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "redis-cluster"
-
-
-def _local_cluster_env() -> dict[str, str]:
-    """`export K=V` lines of ci/k8s/env.sh (empty when the local cluster is not running)."""
-    out = subprocess.run([str(ROOT / "ci/k8s/env.sh")], capture_output=True, text=True, check=False).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        for assignment in shlex.split(line.removeprefix("export ")):
-            key, _, value = assignment.partition("=")
-            env[key] = value.replace("$PATH", os.environ.get("PATH", ""))
-    return env
+from tests.kube import ROOT, cluster_env
 
 
 @dataclass
@@ -73,23 +57,7 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    env = {**os.environ, **_local_cluster_env()}
-    probe = subprocess.run(
-        ["kubectl", "version", "--request-timeout=10s"], env=env, capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        raise RuntimeError(
-            f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
-        )
-    # Not pytest's tmp_path: a later pytest session may prune it while this long journey still runs.
-    helm_home = Path(tempfile.mkdtemp(prefix="rch-e2e-helm-"))
-    # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
-    env.update(
-        HELM_DATA_HOME=str(helm_home / "data"),
-        HELM_PLUGINS=str(helm_home / "data" / "plugins"),
-        HELM_CACHE_HOME=str(helm_home / "cache"),
-        HELM_CONFIG_HOME=str(helm_home / "config"),
-    )
+    env, helm_home = cluster_env("rch-e2e-helm-")
     redis_image = env.get("RCH_REDIS_IMAGE")
     hook_image = env.get("RCH_HOOK_IMAGE")
     if not (redis_image and hook_image):

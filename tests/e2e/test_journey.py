@@ -11,8 +11,9 @@ import pytest
 from helm_redis.drill import Router
 from helm_redis.nodes import read_views
 from helm_redis.release import ReleaseTarget, open_release
+from tests.kube import CHART, ROOT
 
-from .conftest import CHART, ROOT, Cluster
+from .conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 RELEASE = "redis"

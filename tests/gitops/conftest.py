@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,22 +20,11 @@ from unittest import mock
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "redis-cluster"
+from tests.kube import CHART, ROOT, cluster_env, exports
+
 EXAMPLE = ROOT / "examples" / "argocd" / "application.yaml"
 RELEASE = "redis"  # the Application's helm.releaseName
 VALUES_FILE = "environments/test/redis-values.yaml"
-
-
-def _exports(script: Path) -> dict[str, str]:
-    """`export K=V` lines printed by an env.sh script (empty when what it describes does not run)."""
-    out = subprocess.run([str(script)], capture_output=True, text=True, check=False).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        for assignment in shlex.split(line.removeprefix("export ")):
-            key, _, value = assignment.partition("=")
-            env[key] = value.replace("$PATH", env.get("PATH", os.environ.get("PATH", "")))
-    return env
 
 
 def _run(env: dict[str, str], *args: str, check: bool = True, timeout: float = 300, **kw):
@@ -66,27 +53,14 @@ class ArgoCD:
 
 @pytest.fixture(scope="session")
 def argocd() -> Iterator[ArgoCD]:
-    env = {**os.environ, **_exports(ROOT / "ci/k8s/env.sh")}
-    probe = _run(env, "kubectl", "version", "--request-timeout=10s", check=False)
-    if probe.returncode != 0:
-        raise RuntimeError(
-            f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
-        )
-    # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
-    helm_home = Path(tempfile.mkdtemp(prefix="rch-gitops-helm-"))
-    env.update(
-        HELM_DATA_HOME=str(helm_home / "data"),
-        HELM_PLUGINS=str(helm_home / "data" / "plugins"),
-        HELM_CACHE_HOME=str(helm_home / "cache"),
-        HELM_CONFIG_HOME=str(helm_home / "config"),
-    )
-    was_running = bool(_exports(ROOT / "ci/argocd/env.sh"))
+    env, helm_home = cluster_env("rch-gitops-helm-")
+    was_running = bool(exports(ROOT / "ci/argocd/env.sh"))
     started = time.monotonic()
     up = _run(env, str(ROOT / "ci/argocd/up.sh"), check=False, timeout=3600)
     print(up.stderr)
     if up.returncode != 0:
         raise RuntimeError(f"ci/argocd/up.sh failed ({up.returncode}):\n{up.stderr[-3000:]}")
-    env.update(_exports(ROOT / "ci/argocd/env.sh"))
+    env.update(exports(ROOT / "ci/argocd/env.sh"))
     # The project's Helm (ci/bootstrap.sh) runs the plugin; Argo CD uses its own, on the repo-server's PATH.
     cache = Path(os.environ.get("RCH_CACHE") or Path.home() / ".cache" / "redis-cluster-helm")
     env["PATH"] = f"{cache / 'bin'}{os.pathsep}{env.get('PATH', '')}"
