@@ -43,69 +43,8 @@ use_cluster() {
   export KUBECONFIG="$KUBECONFIG_PATH"
 }
 
-# --- processes: each one recorded by pid with its executable; stop only those pids ---
-running() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n "$st" && "$st" != Z && "$st" != X ]]
-}
-
-# alive NAME: the recorded pid still runs the recorded executable.
-alive() {
-  local f="$ARGOCD_PIDS/$1.pid" pid exe
-  [[ -f "$f" ]] || return 1
-  read -r pid exe _ <"$f" || return 1
-  [[ -n "$pid" ]] && running "$pid" || return 1
-  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe"* ]]
-}
-
-# start_proc NAME SPEC EXECUTABLE ARGS...: start once, in its own session, logging to $ARGOCD_LOGS/NAME.log.
-# SPEC sums up what it runs with (arguments, environment, binary); a different SPEC restarts it.
-start_proc() {
-  local name=$1 spec=$2 exe=$3 old=""
-  shift 3
-  if alive "$name"; then
-    read -r _ _ old <"$ARGOCD_PIDS/$name.pid" || true
-    [[ "$old" == "$spec" ]] && return 0
-    log "$name runs with other arguments or binary: restarting it"
-    stop_proc "$name" 20
-  fi
-  mkdir -p "$ARGOCD_PIDS" "$ARGOCD_LOGS"
-  setsid "$exe" "$@" >>"$ARGOCD_LOGS/$name.log" 2>&1 </dev/null &
-  local pid=$!
-  echo "$pid $(readlink -f "$exe") $spec" >"$ARGOCD_PIDS/$name.pid"
-  STARTED=$((STARTED + 1))
-  log "started $name (pid $pid, log $ARGOCD_LOGS/$name.log)"
-  sleep 0.3
-  alive "$name" || { tail -20 "$ARGOCD_LOGS/$name.log" >&2; die "$name exited at once"; }
-}
-
-# stop_proc NAME [SECONDS]: SIGTERM the recorded pid, SIGKILL after a grace period.
-stop_proc() {
-  local name=$1 grace=${2:-15} f="$ARGOCD_PIDS/$1.pid" pid i
-  [[ -f "$f" ]] || return 0
-  read -r pid _ <"$f" || true
-  if alive "$name"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-      running "$pid" || break
-      sleep 0.1
-    done
-    if running "$pid"; then
-      log "$name (pid $pid) ignored SIGTERM for ${grace}s: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$f"
-}
-
-# wait_for WHAT SECONDS COMMAND...: poll a command until it succeeds.
-wait_for() {
-  local what=$1 limit=$2 t0=$SECONDS
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 >= limit)) && die "timed out after ${limit}s waiting for: $what (logs: $ARGOCD_LOGS)"
-    sleep 0.5
-  done
-}
+# --- processes: each one recorded by pid with its executable; stop only those pids (shared with ci/k8s) ---
+PROCS_PIDS=$ARGOCD_PIDS
+PROCS_LOGS=$ARGOCD_LOGS
+# shellcheck source=../k8s/procs.sh
+source "$REPO_DIR/ci/k8s/procs.sh"

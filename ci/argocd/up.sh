@@ -35,7 +35,7 @@ start_all() {
   key=$(cat "$ARGOCD_BIN/.argocd.key" "$ARGOCD_BIN/.helm.key")
   redis_server=$(command -v redis-server) || die "redis-server not found (apt-get install redis-server)"
 
-  start_proc argocd-redis "$(echo "$ARGOCD_REDIS_PORT" | sha256sum | cut -c1-16)" "$redis_server" \
+  start_spec argocd-redis "$(echo "$ARGOCD_REDIS_PORT" | sha256sum | cut -c1-16)" "$redis_server" \
     --bind 127.0.0.1 --port "$ARGOCD_REDIS_PORT" --save '' --appendonly no --dir "$ARGOCD_STATE/redis"
 
   # What both Argo CD components see (their own Procfile sets the same for local development).
@@ -50,13 +50,13 @@ start_all() {
   local repo_args=(--address 127.0.0.1 --port "$ARGOCD_REPOSERVER_PORT"
     --metrics-address 127.0.0.1 --metrics-port "$ARGOCD_REPOSERVER_METRICS_PORT"
     --redis "127.0.0.1:$ARGOCD_REDIS_PORT" --loglevel info --logformat text)
-  ARGOCD_BINARY_NAME=argocd-repo-server start_proc argocd-repo-server \
+  ARGOCD_BINARY_NAME=argocd-repo-server start_spec argocd-repo-server \
     "$(echo "$key ${repo_args[*]} $KUBECONFIG" | sha256sum | cut -c1-16)" "$ARGOCD_BIN/argocd" "${repo_args[@]}"
 
   local ctl_args=(--namespace "$ARGOCD_NAMESPACE" --redis "127.0.0.1:$ARGOCD_REDIS_PORT"
     --repo-server "127.0.0.1:$ARGOCD_REPOSERVER_PORT" --metrics-port "$ARGOCD_CONTROLLER_METRICS_PORT"
     --app-resync "$ARGOCD_APP_RESYNC" --app-resync-jitter 0 --loglevel info --logformat text)
-  ARGOCD_BINARY_NAME=argocd-application-controller start_proc argocd-application-controller \
+  ARGOCD_BINARY_NAME=argocd-application-controller start_spec argocd-application-controller \
     "$(echo "$key ${ctl_args[*]} $KUBECONFIG" | sha256sum | cut -c1-16)" "$ARGOCD_BIN/argocd" "${ctl_args[@]}"
 }
 

@@ -1,6 +1,9 @@
-# Process bookkeeping of the local cluster (sourced): every process up.sh starts is recorded by pid in
-# $K8S_PIDS/NAME.pid together with its executable, and down.sh stops exactly those pids.
+# Process bookkeeping (sourced) of the local cluster and of Argo CD: every process a script starts is
+# recorded by pid in $PROCS_PIDS/NAME.pid together with its executable, and the down scripts stop exactly
+# those pids. PROCS_PIDS / PROCS_LOGS default to the cluster's $K8S_PIDS / $K8S_LOGS.
 # shellcheck shell=bash
+PROCS_PIDS=${PROCS_PIDS:-$K8S_PIDS}
+PROCS_LOGS=${PROCS_LOGS:-$K8S_LOGS}
 
 # running PID: the process exists and is not a zombie waiting for its (re)parent to reap it.
 running() {
@@ -11,7 +14,7 @@ running() {
 
 # alive NAME: the recorded pid still runs the recorded executable.
 alive() {
-  local f="$K8S_PIDS/$1.pid" pid exe
+  local f="$PROCS_PIDS/$1.pid" pid exe
   [[ -f "$f" ]] || return 1
   read -r pid exe _ <"$f" || return 1
   [[ -n "$pid" ]] && running "$pid" || return 1
@@ -24,35 +27,42 @@ spec_hash() {
   local a
   for a in "$@"; do
     echo "$a"
-    if [[ "$a" == "$K8S_DIR"/* && -f "$a" ]]; then cat "$a"; fi
+    if [[ -n "${K8S_DIR:-}" && "$a" == "$K8S_DIR"/* && -f "$a" ]]; then cat "$a"; fi
   done | sha256sum | cut -c1-16
 }
 
-# start_proc NAME EXECUTABLE ARGS...: start once, in its own session, logging to $K8S_LOGS/NAME.log.
-# A running process started with other arguments or configuration is restarted.
+# start_proc NAME EXECUTABLE ARGS...: start_spec with the spec taken from the arguments and the
+# configuration files they name.
 start_proc() {
-  local name=$1 exe=$2 spec old=""
-  shift 2
-  spec=$(spec_hash "$exe" "$@")
+  local name=$1
+  shift
+  start_spec "$name" "$(spec_hash "$@")" "$@"
+}
+
+# start_spec NAME SPEC EXECUTABLE ARGS...: start once, in its own session, logging to $PROCS_LOGS/NAME.log.
+# SPEC sums up what it runs with; a running process started with another SPEC is restarted.
+start_spec() {
+  local name=$1 spec=$2 exe=$3 old=""
+  shift 3
   if alive "$name"; then
-    read -r _ _ old <"$K8S_PIDS/$name.pid" || true
+    read -r _ _ old <"$PROCS_PIDS/$name.pid" || true
     [[ "$old" == "$spec" ]] && return 0
     log "$name runs with other arguments or configuration: restarting it"
     stop_proc "$name" 30
   fi
-  mkdir -p "$K8S_PIDS" "$K8S_LOGS"
-  setsid "$exe" "$@" >>"$K8S_LOGS/$name.log" 2>&1 </dev/null &
+  mkdir -p "$PROCS_PIDS" "$PROCS_LOGS"
+  setsid "$exe" "$@" >>"$PROCS_LOGS/$name.log" 2>&1 </dev/null &
   local pid=$!
-  echo "$pid $(readlink -f "$exe") $spec" >"$K8S_PIDS/$name.pid"
+  echo "$pid $(readlink -f "$exe") $spec" >"$PROCS_PIDS/$name.pid"
   STARTED=$((STARTED + 1))
-  log "started $name (pid $pid, log $K8S_LOGS/$name.log)"
-  sleep 0.2
-  alive "$name" || { tail -20 "$K8S_LOGS/$name.log" >&2; die "$name exited at once"; }
+  log "started $name (pid $pid, log $PROCS_LOGS/$name.log)"
+  sleep 0.3
+  alive "$name" || { tail -20 "$PROCS_LOGS/$name.log" >&2; die "$name exited at once"; }
 }
 
 # stop_proc NAME [SECONDS]: SIGTERM the recorded pid, SIGKILL after a grace period.
 stop_proc() {
-  local name=$1 grace=${2:-15} f="$K8S_PIDS/$1.pid" pid exe i
+  local name=$1 grace=${2:-15} f="$PROCS_PIDS/$1.pid" pid exe i
   [[ -f "$f" ]] || return 0
   read -r pid exe _ <"$f" || true
   if alive "$name"; then
@@ -76,7 +86,7 @@ wait_for() {
   shift 2
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS - t0 >= limit)); then
-      die "timed out after ${limit}s waiting for: $what (logs: $K8S_LOGS)"
+      die "timed out after ${limit}s waiting for: $what (logs: $PROCS_LOGS)"
     fi
     sleep 0.5
   done
