@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .clusterview import TOTAL_SLOTS, NodeView, compress_slots, format_ranges
-from .errors import ClusterNotComplete, PlanError, UnexpectedData
+from .errors import ClusterNotComplete, NodesNotReady, PlanError, UnexpectedData
 from .health import DONE_CHECKS, Check, Expectation, assess, failed
-from .nodes import Connector, NodeAddress, parallel, read_views, resolve_host, wait_until_reachable
+from .nodes import Connector, NodeAddress, parallel, resolve_host, try_read_views, wait_until_reachable
 from .plan import Assignment, Member, assign_roles, colocated, slot_ranges
 from .slots import SlotMove, move_slots, plan_rebalance
 
@@ -103,8 +103,23 @@ class Formation:
     # -- reading ---------------------------------------------------------------------------------
 
     def _read(self) -> _State:
-        views = read_views(self.connector, [m.address for m in self.members])
-        return _State(dict(zip(self.members, views, strict=True)))
+        """Every member's view. Members that do not answer are waited for, bounded by the run's deadline:
+        `helm upgrade` without --wait (and an Argo CD sync) runs this hook while the StatefulSet still
+        rolls, so pods restart and reload their data under it."""
+        reported = ""
+        while True:
+            results = try_read_views(self.connector, [m.address for m in self.members])
+            down = {m: r for m, r in zip(self.members, results, strict=True) if isinstance(r, Exception)}
+            if not down:
+                return _State(dict(zip(self.members, results, strict=True)))  # type: ignore[arg-type]
+            names = ", ".join(m.name for m in down)
+            if time.monotonic() > self.deadline:
+                first = next(iter(down.values()))
+                raise NodesNotReady(f"{len(down)} node(s) still do not answer ({names}): {first}")
+            if names != reported:
+                self.progress(f"waiting for {len(down)} node(s) restarting or loading: {names}")
+                reported = names
+            time.sleep(0.5)
 
     def _checks(self, state: _State) -> list[Check]:
         return assess(
@@ -153,6 +168,15 @@ class Formation:
             self.result.seconds = time.monotonic() - started
             self.progress("already formed: nothing to do")
             return self.result
+        if self._settling(state):
+            # A rollout or a restart is under way: nothing to form, only to wait for (acting on a cluster
+            # whose nodes come and go could only race Redis's own failovers).
+            self.progress("formed, not settled yet (pods restarting or replicas syncing): waiting")
+            state = self._wait("the cluster to be complete", self._done_complaints)
+            self.result.already_formed = True
+            self.result.checks = self._checks(state)
+            self.result.seconds = time.monotonic() - started
+            return self.result
 
         self._refuse_unexpected_data(state)
         assignment, slot_plan = self._plan(state)
@@ -171,6 +195,20 @@ class Formation:
         self.result.seconds = time.monotonic() - started
         self.progress(f"formed in {self.result.seconds:.2f} s")
         return self.result
+
+    def _settling(self, state: _State) -> bool:
+        """Formed in shape (every slot served by the wanted number of masters, every other member a
+        replica of one, every member known to all, no slot moving), only not done yet."""
+        owners = state.owners()
+        replicas = {r for rs in state.replicas().values() for r in rs}
+        ids = set(state.member_by_id())
+        return (
+            len(owners) == self.masters
+            and not state.uncovered()
+            and set(owners) | replicas == set(self.members)
+            and all(ids <= set(v.by_id()) for v in state.views.values())
+            and not self._open_slot_moves(state)
+        )
 
     # -- safety ----------------------------------------------------------------------------------
 

@@ -148,6 +148,27 @@ def read_views(connector: Connector, addresses: Iterable[NodeAddress]) -> list[N
     return parallel(lambda address: read_view(connector, address), addresses)
 
 
+def try_read_views(
+    connector: Connector, addresses: Iterable[NodeAddress]
+) -> list[NodeView | NodeUnreachable]:
+    """Like read_views, but a node that does not answer (restarting, loading its data) yields its error
+    instead of failing the whole read. A wrong password is no transient state: it is raised."""
+
+    def read(address: NodeAddress) -> NodeView | NodeUnreachable:
+        try:
+            return read_view(connector, address)
+        except NodeUnreachable as error:
+            if is_auth_failure(error):
+                raise
+            return error
+
+    return parallel(read, addresses)
+
+
+def is_auth_failure(error: NodeUnreachable) -> bool:
+    return "password" in str(error)
+
+
 def wait_until_reachable(
     connector: Connector,
     addresses: list[NodeAddress],
@@ -166,7 +187,7 @@ def wait_until_reachable(
             try:
                 ping(connector, address)
             except NodeUnreachable as error:
-                if "password" in str(error):
+                if is_auth_failure(error):
                     raise
                 still.append(address)
         pending = still

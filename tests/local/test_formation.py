@@ -195,3 +195,49 @@ def test_formation_with_a_password(make_nodes):
     form(nodes, 3, 1, password="s3cret", timeout=60)
 
     assert_complete(nodes, 3, 1, password="s3cret")
+
+
+def test_a_run_during_a_restart_waits_for_the_restarting_node_and_changes_nothing(make_nodes):
+    """`helm upgrade` without --wait runs the hook while the StatefulSet rolls: a pod that restarts under
+    the hook is waited for (bounded), named in the progress, and the formed cluster is left as it is."""
+    import threading
+    import time
+
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    before = fingerprint(nodes)
+    first, second = [n for n in nodes.nodes if n.client().execute_command("ROLE")[0] == "slave"][:2]
+    first.stop()  # SIGTERM: a pod's container stopping in a rollout
+
+    def roll_on() -> None:  # the next pod goes down as the first one comes back
+        time.sleep(2)
+        second.stop()
+        first.start()
+        time.sleep(3)
+        second.start()
+
+    rollout = threading.Thread(target=roll_on)
+    rollout.start()
+    messages: list[str] = []
+    try:
+        result = form(nodes, 3, 1, timeout=60, progress=messages.append)
+    finally:
+        rollout.join()
+
+    assert result.already_formed
+    assert any(str(second.address) in m and "waiting" in m for m in messages), messages
+    assert_complete(nodes, 3, 1)
+    after = fingerprint(nodes)
+    assert {a: v[:3] for a, v in after.items()} == {a: v[:3] for a, v in before.items()}
+
+
+def test_a_run_gives_up_with_one_line_naming_a_node_that_never_comes_back(make_nodes):
+    from helm_redis.errors import NodesNotReady
+
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    gone = nodes.nodes[5]
+    gone.stop(kill=True)
+
+    with pytest.raises(NodesNotReady, match=str(gone.address)):
+        form(nodes, 3, 1, timeout=3)
