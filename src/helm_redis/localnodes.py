@@ -54,6 +54,7 @@ class LocalNode:
             f"cluster-announce-hostname {self.hostname}",
             "appendonly yes",
             'save ""',
+            "enable-debug-command local",
             f"repl-diskless-sync-max-replicas {self.replicas_per_master}",
             f"dir {self.directory}",
             f"logfile {self.directory / 'redis.log'}",
