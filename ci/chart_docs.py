@@ -91,6 +91,12 @@ def parse_values(text: str) -> list[Entry]:
                 _check_indent(pending, indent, lineno)
                 entries.append(Entry(path, pending[1], True, default=value))
                 pending = None
+                if isinstance(value, dict):  # documented as a whole: its default is the whole mapping
+                    while i < len(lines) and (
+                        not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+                    ):
+                        i += 1
+                    continue
             elif not isinstance(value, dict) or not value:
                 raise DocsError(f"values.yaml:{lineno}: {path} has no '# --' description above it")
             parents.append((indent, m["key"]))

@@ -43,8 +43,8 @@ BASE = Counter(
 # Object kinds and counts per scenario: a new scenario file must say what it renders.
 EXPECTED_KINDS = {
     "defaults": BASE,
-    "nfs": BASE + Counter(PersistentVolume=6),
-    "hostpath": BASE + Counter(PersistentVolume=6),
+    "nfs": BASE + Counter(PersistentVolume=6, StorageClass=1),
+    "hostpath": BASE + Counter(PersistentVolume=6, StorageClass=1),
     "storageclass": BASE,
     "none": BASE,
     "auth-existing-secret": BASE,
@@ -282,9 +282,10 @@ def test_every_object_carries_the_standard_labels_and_fitting_names(rendered, sc
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["helm.sh/chart"] == "redis-cluster-0.1.0"
         assert "app.kubernetes.io/component" in labels
-        limit = 253 if obj["kind"] == "PersistentVolume" else 63
+        cluster_scoped = obj["kind"] in ("PersistentVolume", "StorageClass")
+        limit = 253 if cluster_scoped else 63
         assert len(obj["metadata"]["name"]) <= limit
-        if obj["kind"] != "PersistentVolume":
+        if not cluster_scoped:
             assert obj["metadata"]["namespace"] == NAMESPACE
 
 
@@ -702,3 +703,51 @@ def test_release_name_containing_the_chart_name_is_used_as_is(renderer):
     objs = renderer.render({}, release="redis-cluster")
     assert sts_of(objs)["metadata"]["name"] == "redis-cluster"
     assert one(objs, "Service", "redis-cluster-headless")
+
+
+@pytest.mark.parametrize("scenario", ["nfs", "hostpath"])
+def test_static_pvs_bind_when_their_pod_is_scheduled(rendered, scenario):
+    """WaitForFirstConsumer: the scheduler binds each pre-bound claim as it places the pod (an Immediate
+    class left one of 8 pods Pending for minutes on an "unbound immediate" claim)."""
+    objs = rendered(scenario)
+    (storage_class,) = [o for o in objs if o["kind"] == "StorageClass"]
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert storage_class["provisioner"] == "kubernetes.io/no-provisioner"
+    claim_class = sts_of(objs)["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"]
+    pv_classes = {o["spec"]["storageClassName"] for o in objs if o["kind"] == "PersistentVolume"}
+    assert pv_classes == {claim_class} == {storage_class["metadata"]["name"]}
+
+
+def test_persistence_defaults_suit_the_aof(rendered):
+    conf = redis_conf(rendered("defaults"))
+    assert "appendonly yes" in conf
+    assert "appendfsync everysec" in conf
+    assert "aof-use-rdb-preamble yes" in conf
+    assert 'save ""' in conf  # no RDB snapshots beside the AOF, no final save at shutdown
+    assert "maxmemory-policy noeviction" in conf
+    assert not any(line.startswith("maxmemory ") for line in conf)
+    # What Redis's own shutdown may wait for lagging replicas fits the grace period's last 5 s.
+    assert "shutdown-timeout 3" in conf
+
+
+def test_snapshots_and_maxmemory_when_asked_for(rendered):
+    conf = redis_conf(rendered("5-masters-2-replicas"))
+    assert "save 3600 1 300 100" in conf
+    assert "maxmemory 512mb" in conf
+    assert "maxmemory-policy allkeys-lru" in conf
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_container_requests_resources(rendered, scenario):
+    for obj in rendered(scenario):
+        spec = obj.get("spec", {})
+        spec = spec.get("template", {}).get("spec", spec)
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            requests = container.get("resources", {}).get("requests", {})
+            assert {"cpu", "memory"} <= set(requests), (obj["kind"], container["name"])
+
+
+def test_prestop_budget_is_the_grace_period_less_the_shutdown_headroom(rendered):
+    redis = redis_of(rendered("5-masters-2-replicas"))
+    env = {e["name"]: e.get("value") for e in redis["env"]}
+    assert env["PRESTOP_TIMEOUT_SECONDS"] == "55"  # terminationGracePeriodSeconds 60 - 5

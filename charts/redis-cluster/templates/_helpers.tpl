@@ -149,10 +149,23 @@ Call with (dict "pattern" $pattern "ordinal" $i "root" $).
 {{- end -}}
 
 {{/*
+The grace period is split in two: the preStop handover gets all of it but the last 5 s, which are left to
+Redis's own shutdown after SIGTERM (AOF fsync, and at most `shutdown-timeout` seconds waiting for lagging
+replicas when no handover happened). `save` is off by default, so no final RDB dump competes for them.
+*/}}
+{{- define "redis-cluster.shutdownHeadroom" -}}
+5
+{{- end -}}
+
+{{- define "redis-cluster.shutdownTimeout" -}}
+3
+{{- end -}}
+
+{{/*
 Seconds the preStop hook may spend handing over a master's slots.
 */}}
 {{- define "redis-cluster.prestopTimeout" -}}
-{{- sub (int .Values.terminationGracePeriodSeconds) 5 -}}
+{{- sub (int .Values.terminationGracePeriodSeconds) (include "redis-cluster.shutdownHeadroom" . | int) -}}
 {{- end -}}
 
 {{/*
@@ -214,6 +227,11 @@ Checks that values.schema.json cannot express; each failure names the keys to fi
 {{- end -}}
 {{- if and .Values.hook.enabled (le (int .Values.hook.activeDeadlineSeconds) (int .Values.hook.waitTimeoutSeconds)) -}}
 {{- fail (printf "hook.activeDeadlineSeconds (%v) must be greater than hook.waitTimeoutSeconds (%v)" .Values.hook.activeDeadlineSeconds .Values.hook.waitTimeoutSeconds) -}}
+{{- end -}}
+{{- $takeover := int .Values.redis.takeoverTimeoutSeconds -}}
+{{- $detectAndElect := add (div (mul 2 (int .Values.cluster.nodeTimeout)) 1000) 1 -}}
+{{- if and (gt $takeover 0) (lt $takeover $detectAndElect) -}}
+{{- fail (printf "redis.takeoverTimeoutSeconds (%d) is shorter than a failover takes at cluster.nodeTimeout %v ms: set it to at least %d (2 × cluster.nodeTimeout + 1 s), or 0 to never wait" $takeover .Values.cluster.nodeTimeout $detectAndElect) -}}
 {{- end -}}
 {{- if gt (len (include "redis-cluster.fullname" .)) 52 -}}
 {{- fail (printf "the full name %q is longer than 52 characters (StatefulSet pod labels need room for a revision hash): set fullnameOverride or a shorter release name" (include "redis-cluster.fullname" .)) -}}
