@@ -742,9 +742,9 @@ def test_every_container_requests_resources(rendered, scenario):
     for obj in rendered(scenario):
         spec = obj.get("spec", {})
         spec = spec.get("template", {}).get("spec", spec)
-        for container in spec.get("containers", []) + spec.get("initContainers", []):
-            requests = container.get("resources", {}).get("requests", {})
-            assert {"cpu", "memory"} <= set(requests), (obj["kind"], container["name"])
+        for box in spec.get("containers", []) + spec.get("initContainers", []):
+            requests = box.get("resources", {}).get("requests", {})
+            assert {"cpu", "memory"} <= set(requests), (obj["kind"], box["name"])
 
 
 def test_prestop_budget_is_the_grace_period_less_the_shutdown_headroom(rendered):
