@@ -16,7 +16,8 @@ from typing import Annotated, ParamSpec
 import typer
 
 from . import output
-from .errors import HelmRedisError, UsageError
+from .errors import HelmRedisError, UsageError, explain
+from .errors import one_line as _one_line
 from .formation import Formation, FormationResult, members_from_addresses
 from .health import Expectation
 from .nodes import Connector, parse_node_list
@@ -35,7 +36,11 @@ class Target:
 
 
 def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
-    """Domain errors become one line on stderr and their exit code; never a traceback."""
+    """Domain errors become one line on stderr and their exit code; never a traceback.
+
+    Errors the domain did not explain (Redis, the Kubernetes API, the network, files) become one line
+    saying what failed, and exit 2 (connection error).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -44,6 +49,12 @@ def one_line_errors(command: Callable[P, None]) -> Callable[P, None]:
         except HelmRedisError as error:
             output.stderr.print(f"error: {error}", markup=False)
             raise typer.Exit(error.exit_code) from None
+        except Exception as error:
+            explained = explain(error)
+            if explained is None:  # a bug: its traceback is what a report needs
+                raise
+            output.stderr.print(f"error: {explained}", markup=False)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -373,11 +384,37 @@ def _print_drill(report) -> None:
 
 
 def main() -> None:
+    """The console script. Click's own handling (standalone mode) is off so that a usage error is one
+    line, not Typer's boxed usage: `--help` still exits 0, typer.Exit keeps its code, usage errors
+    exit 2 and Ctrl-C 130."""
+    from typer.main import get_command
+
     try:
-        app()
+        from typer._click import exceptions as click_errors  # Typer >= 0.22 carries its own Click
+    except ImportError:  # pragma: no cover - older Typer on the click package
+        from click import exceptions as click_errors  # type: ignore[no-redef]
+    no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
+    try:
+        code = get_command(app).main(standalone_mode=False)
     except KeyboardInterrupt:  # outside a drill's own handling (which still reports): one line
+        code = 130
+    except no_args_help as error:  # `helm-redis` alone: the help (Typer printed it already), exit 2
+        if error.format_message().strip():
+            error.show()
+        code = error.exit_code
+    except click_errors.UsageError as error:
+        path = error.ctx.command_path if error.ctx is not None else "helm-redis"
+        message = _one_line(error.format_message()).rstrip(".")
+        output.stderr.print(f"error: {message} (see {path} --help)", markup=False)
+        code = error.exit_code
+    except click_errors.ClickException as error:
+        output.stderr.print(f"error: {_one_line(error.format_message())}", markup=False)
+        code = error.exit_code
+    except (click_errors.Abort, EOFError):
+        code = 130
+    if code == 130:  # Typer turns Ctrl-C into Exit(130); no command exits 130 itself
         output.stderr.print("interrupted", markup=False)
-        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,13 @@
-"""Typed errors of the domain; the CLI turns them into one-line messages and exit codes."""
+"""Typed errors of the domain; the CLI turns them into one-line messages and exit codes.
+
+`explain` does the same for the errors of the libraries underneath (Redis, the Kubernetes client, the
+network, files) that reach the CLI without a domain error around them.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
 
 
 class HelmRedisError(Exception):
@@ -33,6 +42,14 @@ class KubernetesUnavailable(HelmRedisError):
     """The Kubernetes API could not be reached or refused the request."""
 
 
+class PasswordSecretMissing(HelmRedisError):
+    """The Secret the Redis pods read their password from (or its key) does not exist."""
+
+
+class CorruptNodesConf(HelmRedisError):
+    """A node's nodes.conf cannot be read as a cluster config (cut short, garbage, no `myself` line)."""
+
+
 class UnexpectedData(HelmRedisError):
     """A node holds keys (or belongs to another cluster) where the plan expects an empty node."""
 
@@ -47,3 +64,64 @@ class ClusterNotComplete(HelmRedisError):
 
 class PlanError(HelmRedisError):
     """The requested shape cannot be built from the nodes at hand."""
+
+
+def explain(error: BaseException) -> str | None:
+    """`<what failed> (<the error, on one line>)` for an error of Redis, of the Kubernetes API, of the
+    network or of a file; None for anything else (a bug, whose traceback is what a report needs)."""
+    what = _what_failed(error)
+    if what is None:
+        return None
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{what} ({error.strerror})"  # the file is named already
+    return f"{what} ({one_line(error)})"
+
+
+def _what_failed(error: BaseException) -> str | None:
+    import redis
+
+    if isinstance(error, redis.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
+        return "a Redis node refused the password (set --password or REDIS_PASSWORD)"
+    if isinstance(error, redis.ResponseError) and str(error).startswith(("NOAUTH", "WRONGPASS")):
+        return "a Redis node refused the password (set --password or REDIS_PASSWORD)"
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return "a Redis node refused a command to this user (NOPERM)"
+    if isinstance(error, redis.ResponseError):
+        return "a Redis node answered with an error"
+    if isinstance(error, redis.TimeoutError):
+        return "a Redis node did not answer in time"
+    if isinstance(error, redis.ConnectionError):
+        return "cannot talk to a Redis node"
+    if isinstance(error, redis.RedisError):
+        return "Redis failed"
+    # The Kubernetes client's and urllib3's errors exist only once their modules were imported: look
+    # them up there, so that the hook image never pays for importing the Kubernetes client.
+    api = sys.modules.get("kubernetes.client.exceptions")
+    if api is not None and isinstance(error, api.ApiException):
+        return f"the Kubernetes API refused a request: {error.status} {error.reason}"
+    if api is not None and isinstance(error, api.OpenApiException):
+        return "the Kubernetes client failed"
+    config = sys.modules.get("kubernetes.config.config_exception")
+    if config is not None and isinstance(error, config.ConfigException):
+        return "no usable Kubernetes configuration"
+    http = sys.modules.get("urllib3.exceptions")
+    if http is not None and isinstance(error, http.HTTPError):
+        return "cannot reach the Kubernetes API"
+    websocket = sys.modules.get("websocket._exceptions")
+    if websocket is not None and isinstance(error, websocket.WebSocketException):
+        return "a port-forward through the Kubernetes API failed"
+    if isinstance(error, ssl.SSLError):
+        return "a TLS connection failed"
+    if isinstance(error, OSError):
+        return (
+            f"cannot use {error.filename}"
+            if error.filename is not None
+            else "a network or file operation failed"
+        )
+    return None
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An error's text on one line (some carry HTTP bodies or several lines), at most `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,12 +3,22 @@
 The cluster bus dials the IPs stored in `nodes.conf`, never hostnames. After every pod restarts at once
 (all IPs new), no node could reach any other. Each line also stores the peer's announced hostname
 (`ip:port@cport,hostname`, Redis >= 7.0): resolving it again gives the new IP.
+
+Before touching the file it is checked line by line: Redis refuses to start on a corrupt cluster config
+("Unrecoverable error: corrupted cluster config file"), so a file cut short by a crash or a full disk is
+reported here in one line that names the line and the way out, instead of a crash loop without a hint.
+The rewrite itself is durable: a temporary file in the same directory, fsync'ed, renamed over
+nodes.conf, and the directory fsync'ed, so a crash at any moment leaves the old file or the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
+import stat
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +26,8 @@ from pathlib import Path
 
 import redis
 
-from .clusterview import ClusterNode, parse_cluster_nodes, parse_node_line
+from .clusterview import TOTAL_SLOTS, ClusterNode, parse_cluster_nodes, parse_node_line
+from .errors import CorruptNodesConf
 from .nodes import Connector, NodeAddress
 
 Resolver = Callable[[str], str | None]
@@ -28,6 +39,147 @@ def dns_resolver(hostname: str) -> str | None:
         return socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)[0][4][0]
     except (socket.gaierror, UnicodeError):
         return None
+
+
+_NODE_ID = re.compile(r"[0-9a-z]{40}")  # Redis accepts [0-9a-z], 40 characters
+_ADDRESS = re.compile(
+    r"[^\s@]*:\d+(@\d+)?(,.*)?"
+)  # ip:port@cport[,hostname[,aux...]]; a fresh node has no ip
+_FLAGS = re.compile(r"[a-z?]+(,[a-z?]+)*")
+_SLOT_STATE = re.compile(r"\[(\d+)-[<>]-([0-9a-z]{40})\]")  # [slot->-id] migrating, [slot-<-id] importing
+_LINKS = ("connected", "disconnected")
+
+
+def _line_problem(fields: list[str]) -> str | None:
+    """What is wrong with one node line of nodes.conf (split into fields), or None."""
+    if not _NODE_ID.fullmatch(fields[0]):
+        shown = " ".join(fields)[:40]
+        return f"does not start with a node ID (40 characters 0-9a-z): {shown!r}"
+    if len(fields) < 8:
+        return f"has {len(fields)} of the 8 fields of a node line (cut off)"
+    address, flags, master, ping, pong, epoch, link = fields[1:8]
+    if not _ADDRESS.fullmatch(address):
+        return f"has {address!r} where IP:PORT@BUSPORT belongs"
+    if not _FLAGS.fullmatch(flags):
+        return f"has {flags!r} where the flags belong"
+    if master != "-" and not _NODE_ID.fullmatch(master):
+        return f"has {master!r} where its master's node ID (or -) belongs"
+    for name, value in (("ping time", ping), ("pong time", pong), ("config epoch", epoch)):
+        if not value.isdigit():
+            return f"has {value!r} where the {name} belongs"
+    if link not in _LINKS:
+        return f"has {link!r} where the link state (connected or disconnected) belongs"
+    for item in fields[8:]:
+        if item.startswith("["):
+            if not _SLOT_STATE.fullmatch(item):
+                return f"has {item!r} where a migrating or importing slot belongs"
+            continue
+        start, dash, end = item.partition("-")
+        if not start.isdigit() or (dash and not end.isdigit()):
+            return f"has {item!r} where a slot or a slot range belongs"
+        if not int(start) <= int(end or start) < TOTAL_SLOTS:
+            return f"has slot range {item!r} outside 0-{TOTAL_SLOTS - 1}"
+    return None
+
+
+def _vars_problem(fields: list[str]) -> str | None:
+    if len(fields) % 2 == 0:
+        return f"is a vars line with a name but no value: {' '.join(fields)!r}"
+    for name, value in zip(fields[1::2], fields[2::2], strict=True):
+        if name in ("currentEpoch", "lastVoteEpoch") and not value.isdigit():
+            return f"has {value!r} where the number {name} belongs"
+    return None
+
+
+def _corrupt(path: Path, problem: str, old_id: str | None, empty: bool = False) -> CorruptNodesConf:
+    """One line: the file, what is wrong with it, and the honest way out."""
+    consequence = (
+        "Redis would silently start this node under a new node ID"
+        if empty
+        else "Redis refuses a corrupt cluster config, so this node cannot start with it"
+    )
+    forget = (
+        f"CLUSTER FORGET {old_id}" if old_id else "CLUSTER FORGET the old node ID (the one they flag fail)"
+    )
+    return CorruptNodesConf(
+        f"{path}: {problem}. {consequence}. Fix: move it aside (mv {path} {path}.corrupt) and the node "
+        f"starts with a new node ID that knows no peer; then run the formation hook again (helm upgrade) "
+        f"to add it back, and {forget} on every other node"
+    )
+
+
+def check_nodes_conf(path: Path, data: bytes) -> str:
+    """The text of a nodes.conf that Redis can load; else `CorruptNodesConf` naming the first problem."""
+    if not data.strip(b" \t\r\n"):
+        raise _corrupt(path, f"the file is empty ({len(data)} bytes: no node ID, no peers)", None, empty=True)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise _corrupt(path, f"line {line} is not text (byte {data[error.start]:#04x})", None) from None
+    lines = text.split("\n")
+    last = max(i for i, line in enumerate(lines) if line.strip())
+    myself: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    problem: str | None = None
+    where = 0
+    for index, line in enumerate(lines):
+        number = index + 1
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) > 2 and _NODE_ID.fullmatch(fields[0]) and "myself" in fields[2].split(","):
+            myself.append((number, fields[0]))  # even from a line cut after its flags: the ID is known
+        if "\0" in line:
+            problem, where = "holds NUL bytes (blocks that were never written)", number
+            break
+        if index == last and not text.endswith("\n"):
+            problem, where = "is cut off (no newline at its end: the file was not completely written)", number
+            break
+        if fields[0] == "vars":
+            problem, where = _vars_problem(fields), number
+            if problem:
+                break
+            continue
+        problem, where = _line_problem(fields), number
+        if problem:
+            break
+        if fields[0] in seen:
+            problem = f"repeats node ID {fields[0][:8]}... of line {seen[fields[0]]}"
+            break
+        seen[fields[0]] = number
+    old_id = myself[0][1] if myself else None
+    if problem:
+        raise _corrupt(path, f"line {where} {problem}", old_id)
+    if not myself:
+        raise _corrupt(path, "no line is flagged myself (the node's own entry, with its ID, is gone)", None)
+    if len(myself) > 1:
+        raise _corrupt(path, f"lines {myself[0][0]} and {myself[1][0]} are both flagged myself", None)
+    return text
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a crash at any moment leaves the old file or the new one:
+    a temporary file in the same directory, flushed and fsync'ed, renamed over `path`, then the
+    directory fsync'ed (the rename itself is durable only then). Keeps the file's permission bits."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @dataclass
@@ -74,12 +226,13 @@ def prepare_nodes_conf(
     """Rewrite stale IPs in `path`, waiting (bounded) for peers whose names do not resolve yet.
 
     Never blocks the start for good: at the deadline it writes what it could resolve and returns.
-    Returns None for a fresh node (no nodes.conf yet).
+    Returns None for a fresh node (no nodes.conf yet); raises `CorruptNodesConf` for a file Redis
+    could not load.
     """
     if not path.exists():
         progress(f"{path} does not exist yet: a fresh node, nothing to prepare")
         return None
-    original = path.read_text()
+    original = check_nodes_conf(path, path.read_bytes())
     deadline = time.monotonic() + timeout
     while True:
         rewrite = rewrite_addresses(original, resolve)
@@ -96,9 +249,7 @@ def prepare_nodes_conf(
     for hostname, (old, new) in rewrite.changed.items():
         progress(f"{hostname}: {old or '(none)'} -> {new}")
     if rewrite.changed:
-        temporary = path.with_suffix(".prepare")
-        temporary.write_text(rewrite.text)
-        os.replace(temporary, path)
+        write_durably(path, rewrite.text)
     else:
         progress("every peer address is current")
     return rewrite

@@ -1,0 +1,105 @@
+"""The console script as people and the hook's pods meet it: a real `helm-redis` process, its stderr and exit
+code. (CliRunner calls the Typer app inside pytest: it never shows the traceback or the boxed usage that a
+real process prints, so these tests run the installed script.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HELM_REDIS, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_one_line_exit_2(done: subprocess.CompletedProcess[str]) -> str:
+    """Exit 2, exactly one line on stderr, no traceback anywhere; returns that line."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+# --- usage errors: one line, exit 2 ---------------------------------------------------------------------
+
+
+def test_an_unknown_flag_is_one_line_naming_it_and_the_help(tmp_path):
+    line = assert_one_line_exit_2(run("verify", "--bogus"))
+
+    assert line == "error: No such option: --bogus (see helm-redis verify --help)"
+
+
+def test_a_missing_option_value_is_one_line():
+    line = assert_one_line_exit_2(run("prepare-node", "--nodes-conf"))
+
+    assert line.startswith("error: Option '--nodes-conf' requires an argument")
+
+
+def test_a_value_of_the_wrong_type_is_one_line_naming_the_option():
+    line = assert_one_line_exit_2(run("init", "--masters", "three"))
+
+    assert "'--masters'" in line and "see helm-redis init --help" in line
+
+
+def test_an_unknown_command_is_one_line():
+    line = assert_one_line_exit_2(run("verfiy"))
+
+    assert "No such command 'verfiy'" in line
+
+
+def test_help_still_exits_0_and_lists_every_command():
+    done = run("--help")
+
+    assert done.returncode == 0, done.stderr
+    for command in ("init", "prepare-node", "verify", "drill"):
+        assert command in done.stdout
+
+
+def test_a_command_s_help_still_exits_0():
+    done = run("verify", "-h")
+
+    assert done.returncode == 0, done.stderr
+    assert "--nodes" in done.stdout
+
+
+def test_a_domain_usage_error_keeps_exit_2():
+    line = assert_one_line_exit_2(run("verify"))
+
+    assert "RELEASE" in line
+
+
+# --- prepare-node on a corrupt nodes.conf ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"a" * 40 + b" 10.0.0.1:6379@16379,redis-0.h myself,master - 0 0 1 conn", id="cut"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00" * 128, id="nul-blocks"),
+        pytest.param(b"garbage garbage garbage\n", id="garbage"),
+    ],
+)
+def test_prepare_node_on_a_corrupt_nodes_conf_is_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / "nodes.conf"
+    path.write_bytes(content)
+
+    line = assert_one_line_exit_2(
+        run("prepare-node", "--nodes-conf", str(path), "--timeout", "0", "--takeover-timeout", "0")
+    )
+
+    assert line.startswith(f"error: {path}: ")
+    assert f"mv {path} {path}.corrupt" in line
+    assert path.read_bytes() == content
+
+
+def test_prepare_node_on_an_unreadable_path_is_one_line(tmp_path):
+    line = assert_one_line_exit_2(run("prepare-node", "--nodes-conf", str(tmp_path), "--timeout", "0"))
+
+    assert line == f"error: cannot use {tmp_path} (Is a directory)"
