@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import KubernetesUnavailable, PodsNotFound, ReleaseNotFound
+from .errors import KubernetesUnavailable, PasswordSecretMissing, PodsNotFound, ReleaseNotFound
 from .faults import CommandFaults
 from .health import Check, Expectation
 from .k8s import PodInfo, core_api, list_pods
@@ -172,13 +172,33 @@ def _password(api, namespace: str, pod_spec) -> str | None:
         for env in container.env or []:
             if env.name == "REDIS_PASSWORD" and env.value_from and env.value_from.secret_key_ref:
                 ref = env.value_from.secret_key_ref
+                where = f"key {ref.key!r} of Secret {ref.name!r} in namespace {namespace!r}"
                 try:
                     secret = api.read_namespaced_secret(ref.name, namespace, _request_timeout=10)
                 except ApiException as error:
+                    if error.status == 404:
+                        raise PasswordSecretMissing(
+                            f"the Redis pods read their password from {where}, but that Secret does not "
+                            "exist: create it, or point auth.existingSecret and "
+                            "auth.existingSecretPasswordKey at the Secret that holds the password"
+                        ) from None
+                    if error.status == 403:
+                        raise KubernetesUnavailable(
+                            f"not allowed to read the password from {where} (403 Forbidden): "
+                            "verify and drill need get on that Secret"
+                        ) from None
                     raise KubernetesUnavailable(
-                        f"reading the auth Secret {ref.name!r} failed: {error.status} {error.reason}"
+                        f"reading the password from {where} failed: {error.status} {error.reason}"
                     ) from None
-                return base64.b64decode((secret.data or {})[ref.key]).decode()
+                data = secret.data or {}
+                if ref.key not in data:
+                    keys = ", ".join(sorted(data)) or "none"
+                    raise PasswordSecretMissing(
+                        f"the Redis pods read their password from {where}, but that Secret has no such key "
+                        f"(its keys: {keys}): add it, or set auth.existingSecretPasswordKey to the key that "
+                        "holds the password"
+                    )
+                return base64.b64decode(data[ref.key]).decode()
     return None
 
 
