@@ -85,7 +85,7 @@ def _what_failed(error: BaseException) -> str | None:
     if isinstance(error, redis.ResponseError) and str(error).startswith(("NOAUTH", "WRONGPASS")):
         return "a Redis node refused the password (set --password or REDIS_PASSWORD)"
     if isinstance(error, redis.exceptions.NoPermissionError):
-        return "a Redis node refused a command to this user (NOPERM)"
+        return "a Redis node refused a command: NOPERM"
     if isinstance(error, redis.ResponseError):
         return "a Redis node answered with an error"
     if isinstance(error, redis.TimeoutError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .clusterview import TOTAL_SLOTS, NodeView, covered_slots
+from .clusterview import TOTAL_SLOTS, ClusterNode, NodeView, covered_slots, format_ranges
 from .nodes import NodeAddress
 from .plan import Member, assign_roles
 
@@ -67,20 +68,105 @@ def name_of(views: list[NodeView], names: dict[str, str] | None = None) -> dict[
     return {v.node_id: names.get(v.address, v.address) for v in views}
 
 
+def _addresses(node: ClusterNode) -> Iterator[str]:
+    """How a node may have been named to us: its announced ip:port, its hostname, its pod name."""
+    yield node.address
+    if node.hostname:
+        yield f"{node.hostname}:{node.port}"
+        yield f"{node.hostname.split('.')[0]}:{node.port}"
+
+
+def absent_members(
+    views: list[NodeView], unreachable: Collection[str], names: dict[str, str] | None = None
+) -> dict[str, str]:
+    """node id -> name of each node that did not answer (`unreachable`: addresses as we dialled them),
+    as the nodes that did answer know it: a member of the cluster, only down."""
+    names = names or {}
+    wanted = set(unreachable)
+    found: dict[str, str] = {}
+    for view in views:
+        for node in view.nodes:
+            if node.node_id in found or node.is_myself:
+                continue
+            address = next((a for a in _addresses(node) if a in wanted), None)
+            if address is not None:
+                found[node.node_id] = names.get(address, address)
+    return found
+
+
+def agreed_view(views: list[NodeView]) -> NodeView | None:
+    """A view with the slot map most nodes agree on (None without views)."""
+    signatures = Counter(v.signature() for v in views)
+    if not signatures:
+        return None
+    agreed, _ = signatures.most_common(1)[0]
+    return next(v for v in views if v.signature() == agreed)
+
+
+def _role(node: ClusterNode | None, label: Mapping[str, str]) -> str:
+    if node is None:
+        return ""
+    if node.is_replica and node.master_id:
+        return f"replica of {label.get(node.master_id, node.master_id[:8])}"
+    if node.slots:
+        return f"master of slots {format_ranges(node.slots)}"
+    return "master without slots"
+
+
+def reachability(
+    views: list[NodeView], unreachable: Mapping[str, str], names: dict[str, str] | None = None
+) -> Check:
+    """`nodes-reachable`: which nodes do not answer (address -> why), each with the role the nodes that
+    answer remember for it, and the shards of which no node answers at all."""
+    if not unreachable:
+        return Check("nodes-reachable", "pass", f"all {len(views)} nodes answer")
+    names = names or {}
+    gone = absent_members(views, unreachable, names)
+    label = {**gone, **name_of(views, names)}
+    reference = agreed_view(views)
+    known = reference.by_id() if reference else {}
+    role_by_name = {name: _role(known.get(node_id), label) for node_id, name in gone.items()}
+    parts = []
+    for address, why in unreachable.items():
+        name = names.get(address, address)
+        role = role_by_name.get(name)
+        parts.append(f"{name}{f' ({role})' if role else ''}: {why}")
+    dark = [
+        node
+        for node in known.values()
+        if node.node_id in gone
+        and node.slots
+        and all(r.node_id in gone for r in known.values() if r.master_id == node.node_id)
+    ]
+    shards = "".join(f"; no node of the shard serving slots {format_ranges(n.slots)} answers" for n in dark)
+    total = len(views) + len(unreachable)
+    return Check(
+        "nodes-reachable",
+        "fail",
+        f"{len(unreachable)} of {total} nodes do not answer: " + "; ".join(parts) + shards,
+    )
+
+
 def assess(
     views: list[NodeView],
     expected: Expectation | None = None,
     k8s_nodes: dict[str, str] | None = None,
     names: dict[str, str] | None = None,
     max_lag_bytes: int = 1 << 20,
+    unreachable: Collection[str] = (),
 ) -> list[Check]:
     """Every cluster-level check, each with its verdict and evidence.
 
     `k8s_nodes` maps a view's address to the Kubernetes node it runs on; `names` maps it to a pod name.
+    `unreachable` lists the addresses of members that did not answer: the nodes that answer still know
+    them, so they are judged as members that are down, never as nodes outside the cluster.
     """
     expected = expected or Expectation()
     label = name_of(views, names)
     ids = set(label)
+    gone = absent_members(views, unreachable, names)
+    label_any = {**gone, **label}
+    answering = " that answer" if unreachable else ""  # the silent ones are judged by nodes-reachable
     checks: list[Check] = []
 
     checks.append(
@@ -91,29 +177,36 @@ def assess(
                 for v in views
                 if not v.state_ok
             ],
-            f"cluster_state:ok on all {len(views)} nodes",
+            f"cluster_state:ok on all {len(views)} nodes{answering}",
         )
     )
 
     membership: list[str] = []
     for view in views:
         known = view.by_id()
-        missing = ids - set(known)
-        strangers = set(known) - ids
+        missing = (ids | set(gone)) - set(known)
+        strangers = [known[i] for i in sorted(set(known) - ids - set(gone))]
         unsettled = [n for n in view.nodes if n.node_id in ids and not n.is_settled]
         if missing:
-            membership.append(f"{label[view.node_id]} does not know {', '.join(label[i] for i in missing)}")
+            membership.append(
+                f"{label[view.node_id]} does not know {', '.join(sorted(label_any[i] for i in missing))}"
+            )
         if strangers:
-            membership.append(f"{label[view.node_id]} knows {len(strangers)} node(s) outside this cluster")
+            membership.append(
+                f"{label[view.node_id]} knows {len(strangers)} node(s) that are not among the nodes checked: "
+                + ", ".join(
+                    f"{n.node_id[:8]} at {n.address} ({','.join(sorted(n.flags))})" for n in strangers
+                )
+            )
         for node in unsettled:
             flags = ",".join(sorted(node.flags - {"myself", "master", "slave"}))
             membership.append(
                 f"{label[view.node_id]} sees {label.get(node.node_id, node.node_id)} as {flags}"
             )
-    checks.append(_check("membership", membership, f"all {len(views)} nodes know each other"))
+    checks.append(_check("membership", membership, f"all {len(views)} nodes{answering} know each other"))
 
-    signatures = Counter(v.signature() for v in views)
-    agreed_signature, _ = signatures.most_common(1)[0] if signatures else ("", 0)
+    reference = agreed_view(views)
+    agreed_signature = reference.signature() if reference else ""
     checks.append(
         _check(
             "slot-map-agreement",
@@ -122,20 +215,30 @@ def assess(
                 for v in views
                 if v.signature() != agreed_signature
             ],
-            "every node has the same slot map",
+            f"every node{' that answers' if unreachable else ''} has the same slot map",
         )
     )
 
-    reference = next((v for v in views if v.signature() == agreed_signature), None)
+    # Slot owners as the nodes agree on them: a master that is down still owns its slots until a
+    # replica takes them over; those slots are assigned, not served.
     slot_map = reference.slot_map() if reference else {}
+    owners = reference.by_id() if reference else {}
     covered = covered_slots(slot_map)
-    checks.append(
-        _check(
-            "slot-coverage",
-            [] if covered == TOTAL_SLOTS else [f"{covered} of {TOTAL_SLOTS} slots are served"],
-            f"{TOTAL_SLOTS} slots served by {len(slot_map)} masters",
+    coverage: list[str] = []
+    if covered != TOTAL_SLOTS:
+        coverage.append(f"{covered} of {TOTAL_SLOTS} slots are assigned to a master")
+    down = {
+        owner: "does not answer" if owner in gone else "is flagged failed"
+        for owner in slot_map
+        if owner not in ids and (owner in gone or owners[owner].is_failing)
+    }
+    for owner, why in down.items():
+        slots = covered_slots({owner: slot_map[owner]})
+        coverage.append(
+            f"{slots} slots ({format_ranges(slot_map[owner])}) belong to "
+            f"{label_any.get(owner, owners[owner].address)}, which {why}"
         )
-    )
+    checks.append(_check("slot-coverage", coverage, f"{TOTAL_SLOTS} slots served by {len(slot_map)} masters"))
 
     checks.append(
         _check(
@@ -164,18 +267,24 @@ def assess(
                 )
     checks.append(_check("role-agreement", disagreements, "every node agrees on every role"))
 
+    # Masters are counted as the agreed slot map has them (as slot-coverage does): a master that is down
+    # is still one of them; its replicas are not counted here (nodes-reachable says they are down).
     replica_counts = Counter(replicas.values())
     count_failures: list[str] = []
-    if expected.masters is not None and len(masters) != expected.masters:
-        count_failures.append(f"{len(masters)} masters own slots, {expected.masters} expected")
+    owner_count = len(slot_map) if reference else len(masters)
+    if expected.masters is not None and owner_count != expected.masters:
+        count_failures.append(f"{owner_count} masters own slots, {expected.masters} expected")
     for master_id in masters:
         have = replica_counts.get(master_id, 0)
         if expected.replicas_per_master is not None and have < expected.replicas_per_master:
             count_failures.append(
                 f"{label[master_id]} has {have} replica(s), {expected.replicas_per_master} expected"
             )
-    summary = ", ".join(f"{label[m]}:{replica_counts.get(m, 0)}" for m in sorted(masters, key=label.get))
-    checks.append(_check("replica-count", count_failures, f"replicas per master: {summary}"))
+    counted = [f"{label[m]}:{replica_counts.get(m, 0)}" for m in sorted(masters, key=label.get)]
+    unjudged = [f"{label_any.get(m, owners[m].address)}: {why}" for m, why in down.items()]
+    checks.append(
+        _check("replica-count", count_failures, f"replicas per master: {', '.join(counted + unjudged)}")
+    )
 
     by_id = {v.node_id: v for v in views}
     link_failures: list[str] = []
@@ -187,7 +296,11 @@ def assess(
             continue
         master_view = by_id.get(master_id)
         if master_view is None:
-            link_failures.append(f"{label[replica_id]} replicates a node outside this cluster")
+            link_failures.append(
+                f"{label[replica_id]} replicates {gone[master_id]}, which does not answer"
+                if master_id in gone
+                else f"{label[replica_id]} replicates {master_id[:8]}, which is not among the nodes checked"
+            )
             continue
         offset = int(by_id[replica_id].replication.get("slave_repl_offset", 0) or 0)
         lag = int(master_view.replication.get("master_repl_offset", 0) or 0) - offset

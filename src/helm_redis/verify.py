@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from .clusterview import NodeView, format_ranges
 from .errors import NodeUnreachable
-from .health import Check, Expectation, assess
+from .health import Check, Expectation, absent_members, agreed_view, assess, reachability
 from .nodes import Connector, NodeAddress, parallel, read_view
 
 
@@ -106,27 +106,63 @@ def verify(
 
     results = parallel(attempt, addresses)
     views = [r for r in results if isinstance(r, NodeView)]
-    unreachable = [r for r in results if isinstance(r, str)]
+    failures = [r for r in results if isinstance(r, str)]
     if not views:  # nothing to judge: a connection or password problem, not an unhealthy cluster
         raise NodeUnreachable(
-            f"no node answered: {unreachable[0]}"
-            + (f" (and {len(unreachable) - 1} more)" if len(unreachable) > 1 else "")
+            f"no node answered: {failures[0]}"
+            + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
         )
+    # address -> why it did not answer (without the address that NodeUnreachable starts with)
+    unreachable = {
+        str(a): r.removeprefix(f"{a}: ")
+        for a, r in zip(addresses, results, strict=True)
+        if isinstance(r, str)
+    }
+    # The cause first: which nodes are down, and what they were; the other checks then judge the
+    # cluster as the nodes that answer see it, counting the silent ones as members that are down.
     checks = list(extra_checks or [])
-    checks.append(
-        Check("nodes-reachable", "fail", "; ".join(unreachable))
-        if unreachable
-        else Check("nodes-reachable", "pass", f"all {len(views)} nodes answer")
-    )
-    if views:
-        checks += assess(views, expected or Expectation(), k8s_nodes, names)
-        if not read_only:
-            checks.append(_round_trips(connector, views, addresses, names))
-    return VerifyReport(checks, node_rows(views, names, k8s_nodes or {}), time.monotonic() - started)
+    checks.append(reachability(views, unreachable, names))
+    checks += assess(views, expected or Expectation(), k8s_nodes, names, unreachable=unreachable)
+    if not read_only:
+        checks.append(_round_trips(connector, views, addresses, names, unreachable))
+    rows = node_rows(views, names, k8s_nodes or {}) + _silent_rows(views, unreachable, names, k8s_nodes or {})
+    return VerifyReport(checks, rows, time.monotonic() - started)
+
+
+def _silent_rows(
+    views: list[NodeView], unreachable: dict[str, str], names: dict[str, str], k8s_nodes: dict[str, str]
+) -> list[dict[str, str]]:
+    """Table rows for the nodes that did not answer, with what the others remember of them."""
+    gone = absent_members(views, unreachable, names)
+    reference = agreed_view(views)
+    known = reference.by_id() if reference else {}
+    label = {v.node_id: names.get(v.address, v.address) for v in views} | gone
+    by_name = {name: node_id for node_id, name in gone.items()}
+    rows = []
+    for address in unreachable:
+        name = names.get(address, address)
+        node = known.get(by_name.get(name, ""))
+        rows.append(
+            {
+                "node": name,
+                "address": node.address if node else address,
+                "id": node.node_id[:8] if node else "",
+                "role": "does not answer",
+                "of": label.get(node.master_id or "", "") if node and node.is_replica else "",
+                "slots": format_ranges(node.slots) if node and node.slots else "",
+                "k8s node": k8s_nodes.get(address, ""),
+                "link": "",
+            }
+        )
+    return rows
 
 
 def _round_trips(
-    connector: Connector, views: list[NodeView], addresses: list[NodeAddress], names: dict[str, str]
+    connector: Connector,
+    views: list[NodeView],
+    addresses: list[NodeAddress],
+    names: dict[str, str],
+    unreachable: dict[str, str] | None = None,
 ) -> Check:
     by_address = {str(a): a for a in addresses}
     masters = [v for v in views if v.myself.is_master and v.myself.slots]
@@ -135,6 +171,14 @@ def _round_trips(
         f"{names.get(v.address, v.address)}: {p}"
         for v, p in zip(masters, problems, strict=True)
         if p is not None
+    ]
+    # A master that does not answer takes no writes for its slots: no round trip was possible there.
+    reference = agreed_view(views)
+    gone = absent_members(views, unreachable or {}, names)
+    failures += [
+        f"{gone[owner]} does not answer: its slots {format_ranges(ranges)} take no writes"
+        for owner, ranges in (reference.slot_map() if reference else {}).items()
+        if owner in gone
     ]
     if failures:
         return Check("write-read", "fail", "; ".join(failures))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +19,7 @@ from .helpers import form, master_and_replica, views_of, wait_for
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
+HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 def _verdicts(nodes, password: str | None = None, **kw) -> dict[str, str]:
@@ -129,12 +133,41 @@ def test_cli_verify_read_only_skips_the_round_trip(cluster):
 def test_cli_verify_with_a_wrong_password_exits_2_with_one_line(make_nodes):
     nodes = make_nodes(3, password="right")
 
-    result = runner.invoke(app, ["verify", "--nodes", nodes.nodes_option(), "--password", "wrong"])
+    # A real process: CliRunner runs the app inside pytest and would never show a traceback.
+    done = subprocess.run(
+        [HELM_REDIS, "verify", "--nodes", nodes.nodes_option(), "--password", "wrong"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-    assert result.exit_code == 2
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "password" in result.stderr
-    assert "Traceback" not in result.output
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "password" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_whole_shard_down_is_reported_as_its_two_silent_members_first(cluster):
+    master, replica = master_and_replica(cluster)
+    master.stop(kill=True)
+    replica.stop(kill=True)
+
+    report = verify(Connector(), cluster.addresses, Expectation(3, 1))
+
+    first = next(c for c in report.checks if not c.ok)
+    assert first.name == "nodes-reachable"
+    assert str(master.address) in first.detail and str(replica.address) in first.detail
+    assert f"{master.address} (master of slots" in first.detail
+    assert f"{replica.address} (replica of {master.address})" in first.detail
+    assert not [c for c in report.checks if "outside" in c.detail], report.checks
+    verdicts = {c.name: c for c in report.checks}
+    # Consistent with each other: the dead master still owns its slots (no replica could take them).
+    assert verdicts["membership"].ok, verdicts["membership"]
+    assert verdicts["replica-count"].ok, verdicts["replica-count"]  # 3 masters own slots, as expected
+    assert verdicts["slot-coverage"].status == "fail"
+    assert f"belong to {master.address}, which does not answer" in verdicts["slot-coverage"].detail
+    silent = {row["node"]: row for row in report.nodes if row["role"] == "does not answer"}
+    assert set(silent) == {str(master.address), str(replica.address)}
 
 
 def test_cli_verify_without_release_or_nodes_is_a_usage_error():

@@ -4,6 +4,7 @@ shim's first use, reinstall, update and uninstall, and install.sh's errors."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -46,8 +47,10 @@ def test_help_lists_the_commands(helm: Helm, checkout_plugin: Path) -> None:
 
     assert shown.returncode == 0, shown.stderr
     assert "Usage" in shown.stdout
-    for command in ("init", "prepare-node"):
-        assert command in shown.stdout
+    # Rows of the commands panel, not mere words: "Form, verify and drill ..." (the description) names two.
+    panel = shown.stdout[shown.stdout.index("Commands") :]
+    listed = set(re.findall(r"^\s*[│|]?\s?([a-z][a-z-]*)\s{2,}\S", panel, flags=re.MULTILINE))
+    assert listed >= {"verify", "drill", "init", "prepare-node"}, shown.stdout
 
 
 def test_a_second_install_is_refused_and_the_plugin_keeps_working(helm: Helm, checkout_plugin: Path) -> None:
