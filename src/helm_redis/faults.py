@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import redis
 
+from .clusterview import parse_cluster_nodes
 from .drill import Mode
 from .nodes import Connector, NodeAddress
 from .plan import Member
@@ -34,21 +36,63 @@ class CommandFaults:
 
 
 def hand_over(connector: Connector, master: NodeAddress, timeout: float) -> bool:
-    """The preStop handover: the best online replica runs CLUSTER FAILOVER; wait until demoted."""
-    client = connector.client(master)
-    replication = client.info("replication")
-    online = [
-        value
-        for key, value in replication.items()
-        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
-    ]
-    if not online:
-        return False
-    best = max(online, key=lambda r: int(r.get("offset", 0)))
-    connector.client(NodeAddress(str(best["ip"]), int(best["port"]))).execute_command("CLUSTER", "FAILOVER")
+    """What the chart's preStop does, by the same rules; True only once `master` has been demoted.
+
+    A master serving slots asks its online replica with the highest offset to run CLUSTER FAILOVER (no
+    FORCE: the replica catches up first, so no acknowledged write is lost), the next one if it refuses,
+    then waits until it is a replica itself. Replicas still in their sync are waited for; a master
+    without any replica returns at once. Bounded by `timeout` seconds of wall time, every call included.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.execute_command("ROLE")[0] == "slave":
-            return True
-        time.sleep(0.05)
+
+    def call(address: NodeAddress, *command: str) -> Any:
+        """One command, never past the deadline (a client of its own when less than its timeout is left)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise redis.TimeoutError(f"the handover's {timeout:g} s are up")
+        if left >= connector.timeout:
+            return connector.client(address).execute_command(*command)
+        bounded = Connector(connector.password, connector.address_map, timeout=left)
+        try:
+            return bounded.client(address).execute_command(*command)
+        finally:
+            bounded.close()
+
+    try:
+        if call(master, "ROLE")[0] != "master":
+            return False
+        if not any(n.is_myself and n.slots for n in parse_cluster_nodes(call(master, "CLUSTER", "NODES"))):
+            return False  # serves no slots: nothing to hand over
+    except redis.RedisError:
+        return False
+    for _ in range(100_000):  # the deadline ends this loop; the count is only a backstop
+        try:
+            replication = call(master, "INFO", "replication")  # slaveN entries parsed into dicts
+        except redis.RedisError:
+            replication = None
+        if replication is not None:
+            replicas = [v for k, v in replication.items() if k.startswith("slave") and isinstance(v, dict)]
+            if not replicas:
+                return False
+            online = sorted(
+                (r for r in replicas if r.get("state") == "online"),
+                key=lambda r: int(r.get("offset", 0)),
+                reverse=True,
+            )
+            for replica in online:
+                try:
+                    call(NodeAddress(str(replica["ip"]), int(replica["port"])), "CLUSTER", "FAILOVER")
+                except redis.RedisError:
+                    continue  # refused or unreachable: the next best one
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(redis.RedisError):
+                        if call(master, "ROLE")[0] == "slave":
+                            return True
+                    time.sleep(0.05)
+                return False
+            if online:
+                return False  # every online replica refused
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
     return False

@@ -1,6 +1,7 @@
 """Real redis-server processes on loopback, for tests, benchmarks and trying the tools without Kubernetes.
 
-Each set of nodes gets its own 127.0.B.x block, so distinct addresses stand in for pod IPs. Nodes are
+Each set of nodes gets its own 127.0.B.x block, so distinct addresses stand in for pod IPs; with
+`ipv6=True` a set shares ::1 instead, one free port per node (pods on an IPv6-only cluster). Nodes are
 configured as the chart configures pods (cluster mode, AOF, announce ip and hostname, diskless sync
 starting as soon as the expected replicas are there).
 """
@@ -8,7 +9,9 @@ starting as soon as the expected replicas are there).
 from __future__ import annotations
 
 import itertools
+import random
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,6 +23,29 @@ from .nodes import NodeAddress
 
 _blocks = itertools.count(1)
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+IPV6_LOOPBACK = "::1"
+BUS_PORT_OFFSET = 10000
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(host: str, count: int, attempts: int = 500) -> list[int]:
+    """`count` distinct ports on `host` whose cluster bus port (+10000) is free too."""
+    ports: list[int] = []
+    for _ in range(attempts):
+        port = random.randrange(20000, 30000)
+        if port not in ports and _bindable(host, port) and _bindable(host, port + BUS_PORT_OFFSET):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"found only {len(ports)} free port pair(s) on {host} in {attempts} attempts")
 
 
 @dataclass
@@ -119,15 +145,18 @@ class LocalNodes:
         node_timeout: int = 5000,
         password: str | None = None,
         replicas_per_master: int = 1,
+        ipv6: bool = False,
     ) -> None:
         self.root = root
         self.block = next(_blocks)
+        self.ipv6 = ipv6
+        ports = free_ports(IPV6_LOOPBACK, count) if ipv6 else [port] * count
         self.nodes = [
             LocalNode(
-                ip=f"127.0.{self.block}.{10 + index}",
-                port=port,
+                ip=IPV6_LOOPBACK if ipv6 else f"127.0.{self.block}.{10 + index}",
+                port=ports[index],
                 directory=root / f"node-{index}",
-                hostname=f"node-{index}.block-{self.block}.test",
+                hostname=f"node-{index}.{'v6-' if ipv6 else ''}block-{self.block}.test",
                 node_timeout=node_timeout,
                 password=password,
                 replicas_per_master=replicas_per_master,
@@ -165,6 +194,8 @@ class LocalNodes:
 
     def move_to_new_block(self) -> dict[str, str]:
         """Give every (stopped) node a new loopback address, as pods get new IPs; returns hostname -> ip."""
+        if self.ipv6:
+            raise ValueError("IPv6 nodes share ::1: they have no other address to move to")
         self.block = next(_blocks)
         for index, node in enumerate(self.nodes):
             node.ip = f"127.0.{self.block}.{10 + index}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from helm_redis.faults import hand_over
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
+from helm_redis.nodes import Connector, read_view
 from helm_redis.nodesconf import prepare_nodes_conf
 
 from .helpers import (
@@ -80,14 +83,90 @@ def test_without_the_start_step_a_full_restart_on_new_addresses_stays_down(make_
     assert all(v.cluster_info["cluster_state"] == "fail" for v in views_of(nodes))
 
 
-def _run_script(name: str, node, **env: str) -> subprocess.CompletedProcess[str]:
+# --- the container's scripts, run as the kubelet runs them ------------------------------------------
+
+
+def _run_script(name: str, node, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", str(FILES / name)],
         env={**os.environ, "REDIS_HOST": node.ip, "REDIS_PORT": str(node.port), **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
+
+
+def _timed_prestop(node, budget: int, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = _run_script("prestop.sh", node, timeout=timeout, PRESTOP_TIMEOUT_SECONDS=str(budget))
+    return done, time.monotonic() - started
+
+
+def _not_ready(node) -> str:
+    """The readiness probe's one line about why the node is not ready (fails if it is ready)."""
+    probe = _run_script("readiness.sh", node)
+    assert probe.returncode == 1, f"{node.address} is ready: {probe.stdout!r}"
+    assert len(probe.stdout.splitlines()) == 1, probe.stdout
+    return probe.stdout.strip()
+
+
+def _ready(node) -> bool:
+    probe = _run_script("readiness.sh", node)
+    assert probe.returncode in (0, 1), probe
+    return probe.returncode == 0
+
+
+def _role(node) -> str:
+    return node.client().execute_command("ROLE")[0]
+
+
+def _replicas_seen_by(master) -> list[dict]:
+    """The master's INFO replication entries (redis-py parses `slaveN:ip=..,port=..` into dicts)."""
+    replication = master.client().info("replication")
+    return [v for k, v in replication.items() if k.startswith("slave") and isinstance(v, dict)]
+
+
+def _resync_slowly(master, replica, delay: int) -> float:
+    """Restart the replica so that it needs a full sync, which the master holds back for `delay` seconds
+    (diskless sync waiting for more replicas). Returns when the sync is pending (monotonic restart time)."""
+    client = master.client()
+    client.config_set("repl-diskless-sync-max-replicas", 0)
+    client.config_set("repl-diskless-sync-delay", delay)
+    replica.stop()  # SIGTERM; with AOF only and no save points the replica forgets its replication id
+    restarted = time.monotonic()
+    replica.start()
+    replica.wait_ready()
+    wait_for(
+        lambda: [r["state"] for r in _replicas_seen_by(master)] == ["wait_bgsave"],
+        timeout=15,
+        what="the restarted replica to wait for its full sync",
+    )
+    return restarted
+
+
+def _replica_online_after(master, since: float, timeout: float = 30) -> float:
+    wait_for(
+        lambda: [r["state"] for r in _replicas_seen_by(master)] == ["online"],
+        timeout=timeout,
+        interval=0.02,
+        what="the replica to come online",
+    )
+    return time.monotonic() - since
+
+
+def _other_shard(nodes, master):
+    """Another slot-owning master of the cluster and its replica."""
+    views = {str(n.address): v for n, v in zip(nodes.nodes, views_of(nodes), strict=True)}
+    other = next(n for n in nodes.nodes if n is not master and views[str(n.address)].myself.slots)
+    other_id = views[str(other.address)].node_id
+    return other, next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == other_id)
+
+
+def _bracketed(node) -> str:
+    return f"[{node.ip}]:{node.port}" if ":" in node.ip else f"{node.ip}:{node.port}"
+
+
+# --- preStop -----------------------------------------------------------------------------------------
 
 
 class Writer(threading.Thread):
@@ -155,39 +234,261 @@ def test_prestop_on_a_replica_changes_nothing(make_nodes):
     assert master.client().execute_command("ROLE")[0] == "master"
 
 
-def test_prestop_on_a_master_without_an_online_replica_just_stops(make_nodes):
+def test_prestop_on_a_master_whose_replica_is_gone_stops_within_its_budget(make_nodes):
     nodes = make_nodes(6)
     form(nodes, 3, 1, timeout=60)
     master, replica = master_and_replica(nodes)
     replica.stop(kill=True)
-    wait_for(
-        lambda: "slave0" not in master.client().info("replication"),
-        timeout=20,
-        what="the replica link to drop",
-    )
+    wait_for(lambda: not _replicas_seen_by(master), timeout=20, what="the replica link to drop")
 
-    done = _run_script("prestop.sh", master, PRESTOP_TIMEOUT_SECONDS="5")
+    done, took = _timed_prestop(master, budget=5)
 
     assert done.returncode == 0
-    assert "no online replica" in done.stdout
-    assert master.client().execute_command("ROLE")[0] == "master"
+    assert "no replica to hand over to" in done.stdout, done.stdout
+    assert took < 5 + 2
+    assert _role(master) == "master"
+    print(f"\npreStop without a replica: {took:.2f} s")
+
+
+def test_prestop_waits_for_a_replica_in_full_sync_then_hands_over_every_key(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    data = write_keys(nodes, 3000)
+    master, replica = master_and_replica(nodes)
+    keys_on_master = master.client().dbsize()
+    restarted = _resync_slowly(master, replica, delay=3)
+
+    why = _not_ready(replica)  # a rolling update would not have moved on to the master
+    done, took = _timed_prestop(master, budget=20)
+    synced = time.monotonic() - restarted
+
+    assert why.startswith("replica: "), why
+    assert done.returncode == 0
+    assert "waiting for" in done.stdout, done.stdout
+    assert f"handed over to {_bracketed(replica)}" in done.stdout, done.stdout
+    assert _role(master) == "slave"
+    assert _role(replica) == "master"
+    assert replica.client().dbsize() == keys_on_master
+    wait_for(lambda: read_back(nodes, data) == {}, timeout=20, what="every key to be readable")
+    print(
+        f"\npreStop during a full sync: replica not ready ({why}); preStop took {took:.2f} s, "
+        f"done {synced:.2f} s after the replica restarted (sync held back 3 s); {keys_on_master} keys kept"
+    )
+    print(done.stdout, end="")
+
+
+def test_prestop_gives_up_waiting_for_a_syncing_replica_at_its_budget(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    master, replica = master_and_replica(nodes)
+    _resync_slowly(master, replica, delay=60)  # the replica cannot come online within the budget
+
+    done, took = _timed_prestop(master, budget=3)
+
+    assert done.returncode == 0
+    assert "waiting for" in done.stdout, done.stdout
+    assert "no replica came online within 3 s" in done.stdout, done.stdout
+    assert 3 - 0.5 < took < 3 + 2  # it waited, and by the clock
+    assert _role(master) == "master"
+    print(f"\npreStop budget 3 s, replica never online: returned after {took:.2f} s")
+
+
+def test_prestop_stays_within_its_budget_when_the_replica_hangs(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    master, replica = master_and_replica(nodes)
+    assert replica.process is not None
+    replica.process.send_signal(signal.SIGSTOP)  # connects, never answers: CLUSTER FAILOVER would hang
+    try:
+        done, took = _timed_prestop(master, budget=3, timeout=30)
+        role_after = _role(master)
+    finally:
+        # It then runs the CLUSTER FAILOVER still in its socket buffer: the stop came too late for it.
+        replica.process.send_signal(signal.SIGCONT)
+
+    assert done.returncode == 0
+    assert "handed over" not in done.stdout, done.stdout
+    assert "no answer" in done.stdout, done.stdout
+    assert took < 3 + 2
+    assert role_after == "master"
+    print(f"\npreStop budget 3 s, replica hung: returned after {took:.2f} s")
+
+
+def test_prestop_hands_over_between_ipv6_nodes(make_nodes):
+    nodes = make_nodes(6, ipv6=True)  # every node on ::1: INFO replication says ip=::1
+    form(nodes, 3, 1, timeout=60)
+    data = write_keys(nodes, 500)
+    master, replica = master_and_replica(nodes)
+    assert {r["ip"] for r in _replicas_seen_by(master)} == {"::1"}
+
+    done, took = _timed_prestop(master, budget=20)
+
+    assert done.returncode == 0
+    assert f"handed over to [::1]:{replica.port}" in done.stdout, done.stdout
+    assert _role(master) == "slave"
+    assert _role(replica) == "master"
+    wait_for(lambda: read_back(nodes, data) == {}, timeout=20, what="every key to be readable")
+    print(f"\npreStop on IPv6: handed over in {took:.2f} s")
+
+
+# --- the Python twin of the preStop (the `--nodes` graceful drill) ------------------------------------
+
+
+def test_hand_over_waits_for_a_syncing_replica_and_speaks_ipv6(make_nodes):
+    nodes = make_nodes(6, ipv6=True)
+    form(nodes, 3, 1, timeout=60)
+    master, replica = master_and_replica(nodes)
+    _resync_slowly(master, replica, delay=2)
+    connector = Connector()
+    try:
+        started = time.monotonic()
+        demoted = hand_over(connector, master.address, timeout=20)
+        took = time.monotonic() - started
+    finally:
+        connector.close()
+
+    assert demoted
+    assert _role(master) == "slave"
+    assert _role(replica) == "master"
+    print(f"\nhand_over during a full sync on IPv6: {took:.2f} s")
+
+
+def test_hand_over_gives_up_at_its_timeout_and_without_a_replica(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    master, replica = master_and_replica(nodes)
+    other, other_replica = _other_shard(nodes, master)
+    _resync_slowly(master, replica, delay=60)
+    other_replica.stop(kill=True)
+    wait_for(lambda: not _replicas_seen_by(other), timeout=20, what="the replica link to drop")
+    connector = Connector()
+    try:
+        started = time.monotonic()
+        syncing = hand_over(connector, master.address, timeout=3)
+        waited = time.monotonic() - started
+        started = time.monotonic()
+        alone = hand_over(connector, other.address, timeout=3)
+        alone_took = time.monotonic() - started
+    finally:
+        connector.close()
+
+    assert not syncing
+    assert 3 - 0.5 < waited < 3 + 2
+    assert not alone
+    assert alone_took < 1
+    assert _role(master) == "master"
+    assert _role(other) == "master"
+    print(f"\nhand_over, timeout 3 s: replica syncing {waited:.2f} s, no replica {alone_took:.2f} s")
+
+
+# --- readiness ---------------------------------------------------------------------------------------
 
 
 def test_readiness_is_ready_before_formation_and_when_the_cluster_is_ok(make_nodes):
     nodes = make_nodes(6)
-    assert _run_script("readiness.sh", nodes.nodes[0]).returncode == 0  # alone: the hook has not run yet
+    assert _ready(nodes.nodes[0])  # alone: the hook has not run yet
 
     form(nodes, 3, 1, timeout=60)
 
-    assert _run_script("readiness.sh", nodes.nodes[0]).returncode == 0
+    assert all(_ready(node) for node in nodes.nodes)  # masters serving slots, replicas in sync
+
+
+def test_readiness_of_a_replica_waits_for_its_full_sync(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    write_keys(nodes, 1000)
+    master, replica = master_and_replica(nodes)
+    restarted = _resync_slowly(master, replica, delay=2)
+
+    why = _not_ready(replica)
+    synced = _replica_online_after(master, restarted)
+    wait_for(lambda: _ready(replica), timeout=10, what="the replica to be ready")
+    ready_after = time.monotonic() - restarted
+
+    assert why.startswith("replica: "), why
+    assert replica.client().info("replication")["master_link_status"] == "up"
+    print(f"\nreplica restart: not ready ({why}), online {synced:.2f} s, ready {ready_after:.2f} s after")
+
+
+def test_readiness_of_an_empty_master_that_joined_a_cluster(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    (newcomer,) = make_nodes(1).nodes
+    newcomer.client().execute_command("CLUSTER", "MEET", nodes.nodes[0].ip, nodes.nodes[0].port)
+    wait_for(
+        lambda: newcomer.client().execute_command("CLUSTER", "INFO").count("cluster_known_nodes:7"),
+        timeout=10,
+        what="the newcomer to know the cluster",
+    )
+
+    assert _ready(newcomer)  # no slots yet: waiting for the hook to move some
+
+
+def test_readiness_keeps_masters_ready_when_another_whole_shard_is_down(make_nodes):
+    nodes = make_nodes(6, node_timeout=2000)
+    form(nodes, 3, 1, timeout=60)
+    master, replica = master_and_replica(nodes)
+    other, other_replica = _other_shard(nodes, master)
+    other_id = next(v.node_id for v in views_of(nodes) if v.address == str(other.address))
+    other.stop(kill=True)
+    other_replica.stop(kill=True)
+    killed = time.monotonic()
+    connector = Connector()
+
+    def other_marked_fail() -> bool:
+        view = read_view(connector, master.address)
+        return "fail" in view.by_id()[other_id].flags and view.cluster_info["cluster_state"] == "fail"
+
+    wait_for(other_marked_fail, timeout=30, what=f"the cluster to mark {other.address} fail")
+    flagged = time.monotonic() - killed
+
+    assert _ready(master)  # it still serves its slots and answers CLUSTER SLOTS
+    assert _ready(replica)
+    connector.close()
+    print(f"\nwhole shard killed: marked fail after {flagged:.2f} s; the other masters stay ready")
 
 
 def test_readiness_fails_when_the_node_sees_the_cluster_down(make_nodes):
     nodes = make_nodes(6)
     form(nodes, 3, 1, timeout=60)
-    _restart_on_new_addresses_without_the_start_step(nodes)
+    roles = {
+        n.hostname: ("master" if v.myself.slots else "replica")
+        for n, v in zip(nodes.nodes, views_of(nodes), strict=True)
+    }
+    _restart_on_new_addresses_without_the_start_step(nodes)  # peers pfail, never fail
 
-    probe = _run_script("readiness.sh", nodes.nodes[0])
+    for node in nodes.nodes:
+        why = _not_ready(node)
+        if roles[node.hostname] == "master":
+            assert why.startswith("master: cluster_state:fail"), why
+        else:
+            assert why == "replica: master_link_status:down", why
 
-    assert probe.returncode == 1
-    assert "cluster_state:fail" in probe.stdout
+
+def test_readiness_while_loading_the_dataset(make_nodes):
+    (node,) = make_nodes(1).nodes
+    client = node.client()
+    client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    wait_for(lambda: client.cluster("INFO")["cluster_state"] == "ok", timeout=10, what="slots to be served")
+    pipe = client.pipeline(transaction=False)
+    for index in range(2000):
+        pipe.set(f"{{load}}:{index}", index)
+    pipe.execute()
+    client.bgrewriteaof()  # the keys into the AOF's RDB base, which key-load-delay slows down
+    wait_for(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, timeout=10, what="rewrite")
+    node.stop()
+    plain = node.config
+    node.config = lambda: plain() + "key-load-delay 1000\nloading-process-events-interval-bytes 1024\n"
+    node.start()  # 2000 keys x 1 ms: about 2 s of loading, answering meanwhile
+
+    why = _not_ready(node)
+    wait_for(lambda: _ready(node), timeout=20, what="the load to end")
+
+    assert why == "loading the dataset", why
+
+
+def test_readiness_of_a_node_that_does_not_answer(make_nodes):
+    (node,) = make_nodes(1).nodes
+    node.stop(kill=True)
+
+    assert "no PONG" in _not_ready(node)

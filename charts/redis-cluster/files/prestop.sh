@@ -1,53 +1,153 @@
 #!/bin/sh
-# preStop of a Redis pod: a master hands its slots to its most up-to-date replica (CLUSTER FAILOVER,
-# which waits for the replica to catch up, so no acknowledged write is lost) and waits, bounded by
-# PRESTOP_TIMEOUT_SECONDS, until it has become a replica. A replica, or a master without an online
-# replica, just stops. Clients see a ~10 ms pause instead of a node-timeout of errors.
+# preStop of a Redis pod: a master hands its slots to its most up-to-date online replica (CLUSTER
+# FAILOVER without FORCE: the replica first catches up, so no acknowledged write is lost) and waits until
+# it has become a replica. A replica still in its sync is waited for (stopping now would leave the shard
+# to a node-timeout failover that such a replica may not even be allowed to run). A replica, a master
+# without slots or without any replica just stops. Clients see a ~10 ms pause instead of a node-timeout
+# of errors. Everything is bounded by PRESTOP_TIMEOUT_SECONDS of wall-clock time, every redis-cli call
+# included. Exits 0 whatever happens (a preStop failure must not change what Kubernetes does); each step
+# prints one line, the last one says what happened.
 # Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), PRESTOP_TIMEOUT_SECONDS (25), REDISCLI_AUTH (password).
 set -u
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
 budget=${PRESTOP_TIMEOUT_SECONDS:-25}
+case $budget in '' | *[!0-9]*) budget=25 ;; esac
 
-cli() { redis-cli --no-auth-warning -h "$host" -p "$port" "$@" | tr -d '\r'; }
 say() { echo "prestop: $*"; }
+# Centiseconds since boot in $now: a monotonic wall clock with sub-second steps, no fork.
+tick() {
+  if read -r up _ </proc/uptime 2>/dev/null; then
+    now=$((${up%.*} * 100 + 1${up#*.} - 100))
+  else
+    now=$(($(date +%s) * 100))
+  fi
+}
+secs() { echo "$(($1 / 100)).$(($1 % 100 / 10))$(($1 % 10))"; }
+tick
+started=$now
+deadline=$((now + budget * 100))
+since() { tick && secs $((now - $1)); }
+# redis-cli for at most $1 centiseconds and never past the deadline (redis-cli 7.0 has no -t option);
+# prints nothing when the call times out or less than 0.1 s is left, errors as the reply.
+rcli() {
+  cap=$1
+  shift
+  tick
+  [ $((deadline - now)) -lt "$cap" ] && cap=$((deadline - now))
+  [ "$cap" -ge 10 ] || return 0
+  timeout "$(secs "$cap")" redis-cli --no-auth-warning "$@" 2>&1 | tr -d '\r'
+}
+cli() { rcli 200 -h "$host" -p "$port" "$@"; }
+# HOST:PORT, an IPv6 address in brackets.
+addr() { case $1 in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }
 
 role=$(cli role | head -n 1)
-if [ "$role" != "master" ]; then
-  say "role is ${role:-unknown}: nothing to hand over"
-  exit 0
-fi
-myslots=$(cli cluster nodes | awk '$3 ~ /myself/ { n = 0; for (i = 9; i <= NF; i++) if ($i !~ /^\[/) n++; print n }')
-if [ "${myslots:-0}" = "0" ]; then
-  say "this master serves no slots: nothing to hand over"
-  exit 0
-fi
+case $role in
+  master) ;;
+  '') say "no answer from $(addr "$host" "$port"): nothing to hand over" && exit 0 ;;
+  *) say "role is $role: nothing to hand over" && exit 0 ;;
+esac
+myslots=$(cli cluster nodes | awk '$3 ~ /(^|,)myself(,|$)/ { n = 0; for (i = 9; i <= NF; i++) if ($i !~ /^\[/) n++; print n }')
+case $myslots in
+  '') say "no answer to CLUSTER NODES: stopping without a handover" && exit 0 ;;
+  0) say "this master serves no slots: nothing to hand over" && exit 0 ;;
+esac
 
-# The online replica with the highest replication offset: slaveN:ip=..,port=..,state=online,offset=..,lag=..
-best=$(cli info replication | awk -F'[:=,]' '/^slave[0-9]+:/ && /state=online/ {
-  for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
-  if (v["offset"] + 0 >= top) { top = v["offset"] + 0; pick = v["ip"] " " v["port"] }
-} END { print pick }')
-if [ -z "$best" ]; then
-  say "no online replica: stopping without a handover (the cluster will fail over after the node timeout)"
-  exit 0
-fi
-set -- $best
-say "asking replica $1:$2 to take over"
-if ! redis-cli --no-auth-warning -h "$1" -p "$2" cluster failover | grep -q OK; then
-  say "the replica refused CLUSTER FAILOVER: stopping without a handover"
-  exit 0
-fi
+# INFO replication lists replicas as slaveN:ip=..,port=..,state=..,offset=..,lag=..; the ip may be IPv6
+# (fd00::5), so fields split on "," and key from value on the first "=" only. Prints "offset state ip
+# port", the highest offset first.
+replicas() {
+  printf '%s\n' "$1" | awk '
+    /^slave[0-9]+:/ {
+      sub(/^slave[0-9]+:/, "")
+      ip = ""; p = ""; st = ""; off = 0
+      n = split($0, kv, ",")
+      for (i = 1; i <= n; i++) {
+        eq = index(kv[i], "=")
+        if (!eq) continue
+        k = substr(kv[i], 1, eq - 1); v = substr(kv[i], eq + 1)
+        if (k == "ip") ip = v; else if (k == "port") p = v; else if (k == "state") st = v
+        else if (k == "offset") off = v + 0
+      }
+      if (ip != "" && p != "") print off, st, ip, p
+    }' | sort -k1,1nr
+}
 
-# Wait (bounded) until this node has been demoted; poll every 50 ms.
-tries=$((budget * 20))
-while [ "$tries" -gt 0 ]; do
-  if [ "$(cli role | head -n 1)" = "slave" ]; then
-    say "handed over to $1:$2"
-    exit 0
-  fi
-  sleep 0.05
-  tries=$((tries - 1))
+# Ask replica $1 (HOST:PORT) to take over; on OK wait (bounded) until this node is demoted and exit.
+take_over() {
+  tick
+  asked=$now
+  say "asking replica $(addr "$1" "$2") (offset $3) to take over"
+  reply=$(rcli 300 -h "$1" -p "$2" cluster failover | head -n 1)
+  case $reply in
+    OK) ;;
+    '') say "replica $(addr "$1" "$2") gave no answer to CLUSTER FAILOVER in time" && return 0 ;;
+    *) say "replica $(addr "$1" "$2") refused CLUSTER FAILOVER: $reply" && return 0 ;;
+  esac
+  polls=0
+  while [ "$polls" -lt 100000 ]; do # the budget ends this loop; the count is only a backstop
+    polls=$((polls + 1))
+    set -- $(cli role | head -n 3)
+    if [ "${1:-}" = "slave" ] && [ $# -ge 3 ]; then
+      say "handed over to $(addr "$2" "$3") in $(since "$asked") s"
+      exit 0
+    fi
+    tick
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.05
+  done
+  say "not demoted within $budget s after CLUSTER FAILOVER: stopping anyway"
+  exit 0
+}
+
+syncing=""
+unanswered=""
+rounds=0
+while [ "$rounds" -lt 100000 ]; do # the budget ends this loop; the count is only a backstop
+  rounds=$((rounds + 1))
+  tick
+  [ $((deadline - now)) -ge 10 ] || break
+  info=$(cli info replication)
+  case $info in
+    *role:master*)
+      unanswered=""
+      list=$(replicas "$info")
+      if [ -z "$list" ]; then
+        say "no replica to hand over to: stopping without a handover"
+        exit 0
+      fi
+      online=$(printf '%s\n' "$list" | awk '$2 == "online" { print $3, $4, $1 }')
+      if [ -n "$online" ]; then
+        [ -n "$syncing" ] && say "a replica is online after $(since "$started") s"
+        set -- $online
+        while [ $# -ge 3 ]; do
+          take_over "$1" "$2" "$3"
+          shift 3
+        done
+        say "no online replica took over: stopping without a handover"
+        exit 0
+      fi
+      if [ -z "$syncing" ]; then
+        syncing=$(printf '%s\n' "$list" | awk '{
+          printf "%s%s (%s)", sep, ($3 ~ /:/ ? "[" $3 "]" : $3) ":" $4, $2; sep = ", " }')
+        say "waiting for a replica to finish its sync: $syncing"
+      fi
+      ;;
+    *role:*)
+      say "this node is no longer a master: nothing to hand over"
+      exit 0
+      ;;
+    *)
+      [ -n "$unanswered" ] || say "no answer to INFO replication: retrying"
+      unanswered=yes
+      ;;
+  esac
+  sleep 0.1
 done
-say "not demoted within ${budget} s: stopping anyway"
+if [ -n "$syncing" ]; then
+  say "no replica came online within $budget s: stopping without a handover"
+else
+  say "no answer from $(addr "$host" "$port") within $budget s: stopping without a handover"
+fi
 exit 0

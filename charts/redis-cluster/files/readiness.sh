@@ -1,15 +1,96 @@
 #!/bin/sh
-# Readiness of a Redis pod: it answers PING and either is not in a cluster yet (the hook has not formed
-# it: readiness must not wait for the hook) or sees cluster_state:ok.
+# Readiness of a Redis pod: "this node does its job". Exit 0 when ready; otherwise exit 1 with one line
+# on stdout saying why. Never waits for the formation hook (it runs only after the pods are Ready):
+# - no PONG (down, loading, wrong password), or INFO loading:1: not ready;
+# - not in a cluster yet (cluster_known_nodes:1): ready;
+# - a replica: ready when its link is up and no sync or load is in progress (a replica in a full resync
+#   must hold a rolling update back: the next pod may be its master, which could then not hand over);
+# - a master serving slots: ready when cluster_state is ok, or fail only because another slot-owning
+#   master is flagged fail (a whole other shard is down: this node still serves its slots and CLUSTER
+#   SLOTS, and keeps the client Service's endpoints); not ready when peers are merely pfail (cut off);
+# - a master without slots in a cluster: ready (an empty node waiting for the hook).
+# Every redis-cli call is bounded (redis-cli 7.0 has no -t option): 4 s in all, under the probe's timeout.
 # Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), REDISCLI_AUTH (password).
 set -u
-cli() { redis-cli --no-auth-warning -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@" | tr -d '\r'; }
+host=${REDIS_HOST:-127.0.0.1}
+port=${REDIS_PORT:-6379}
 
-[ "$(cli ping)" = "PONG" ] || { echo "no PONG"; exit 1; }
-info=$(cli cluster info)
-known=$(echo "$info" | sed -n 's/^cluster_known_nodes://p')
-state=$(echo "$info" | sed -n 's/^cluster_state://p')
-[ "$known" = "1" ] && exit 0
+# Centiseconds since boot in $now: a monotonic wall clock with sub-second steps, no fork.
+tick() {
+  if read -r up _ </proc/uptime 2>/dev/null; then
+    now=$((${up%.*} * 100 + 1${up#*.} - 100))
+  else
+    now=$(($(date +%s) * 100))
+  fi
+}
+tick
+deadline=$((now + 400))
+
+# redis-cli on this node, at most 2 s and never past the deadline; errors become the reply's first line.
+cli() {
+  tick
+  cap=$((deadline - now))
+  [ "$cap" -gt 200 ] && cap=200
+  [ "$cap" -ge 10 ] || return 0
+  timeout "$((cap / 100)).$((cap % 100 / 10))$((cap % 10))" \
+    redis-cli --no-auth-warning -h "$host" -p "$port" "$@" 2>&1 | tr -d '\r'
+}
+field() { printf "%s\n" "$2" | sed -n "s/^$1://p"; }
+not_ready() {
+  echo "$*"
+  exit 1
+}
+
+pong=$(cli ping | head -n 1)
+case $pong in
+  PONG) ;;
+  LOADING*) not_ready "loading the dataset" ;;
+  '') not_ready "no PONG: no answer from $host:$port within 2 s" ;;
+  *) not_ready "no PONG: $pong" ;;
+esac
+
+info=$(cli info persistence replication)
+role=$(field role "$info")
+[ -n "$role" ] || not_ready "no answer to INFO"
+[ "$(field loading "$info")" = "0" ] || not_ready "loading the dataset"
+
+cluster=$(cli cluster info)
+known=$(field cluster_known_nodes "$cluster")
+state=$(field cluster_state "$cluster")
+[ -n "$known" ] || not_ready "no answer to CLUSTER INFO"
+[ "$known" = "1" ] && exit 0 # not in a cluster yet: the hook forms it once the pods are ready
+
+if [ "$role" = "slave" ]; then
+  link=$(field master_link_status "$info")
+  syncing=$(field master_sync_in_progress "$info")
+  [ "$link" = "up" ] || not_ready "replica: master_link_status:$link"
+  [ "$syncing" = "0" ] || not_ready "replica: master_sync_in_progress:$syncing"
+  exit 0
+fi
+
+# This master's slots, the slots assigned in its view, slot owners flagged fail and pfail (fail?).
+# CLUSTER NODES fields: id addr flags master ping pong epoch link slot... ([slot-<-id] = importing).
+set -- $(cli cluster nodes | awk '
+  NF >= 8 {
+    n = 0
+    for (i = 9; i <= NF; i++) {
+      if ($i ~ /^\[/) continue
+      dash = index($i, "-")
+      n += dash ? substr($i, dash + 1) - substr($i, 1, dash - 1) + 1 : 1
+    }
+    assigned += n
+    if ($3 ~ /(^|,)myself(,|$)/) { mine = n; seen = 1; next }
+    if (n == 0) next
+    if ($3 ~ /(^|,)fail\?(,|$)/) pfail++
+    else if ($3 ~ /(^|,)fail(,|$)/) failed++
+  }
+  END { if (seen) print mine + 0, assigned + 0, failed + 0, pfail + 0 }')
+[ $# -eq 4 ] || not_ready "no answer to CLUSTER NODES"
+mine=$1 assigned=$2 failed=$3 pfail=$4
+
+[ "$mine" -eq 0 ] && exit 0 # an empty master in a cluster: the hook gives it slots
 [ "$state" = "ok" ] && exit 0
-echo "cluster_state:${state:-unknown} with ${known:-?} known nodes"
-exit 1
+# Down only because another whole shard is: every slot assigned, no owner merely unreachable (fail?).
+[ "$failed" -gt 0 ] && [ "$pfail" -eq 0 ] && [ "$assigned" -eq 16384 ] && exit 0
+not_ready "master: cluster_state:${state:-unknown} ($failed slot owner(s) fail, $pfail pfail," \
+  "$assigned of 16384 slots assigned, $known known nodes)"
