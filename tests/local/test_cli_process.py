@@ -114,3 +114,12 @@ def test_init_when_a_node_refuses_a_command_half_way(make_nodes):
     assert len(errors) == 1, done.stderr  # progress lines came before it, as the hook's log shows them
     assert "NOPERM" in errors[0] and "cluster|addslotsrange" in errors[0]
     assert done.stderr.strip().splitlines()[-1] == errors[0]
+
+
+def test_a_failed_check_still_exits_1_through_the_console_script(make_nodes):
+    nodes = make_nodes(3, port=_spare_port())  # never formed: every node knows only itself
+
+    done = run("verify", "--nodes", nodes.nodes_option(), "--read-only")
+
+    assert done.returncode == 1, done.stderr
+    assert "NOT healthy" in done.stdout and "Traceback" not in done.stdout + done.stderr

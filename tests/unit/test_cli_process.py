@@ -4,6 +4,8 @@ real process prints, so these tests run the installed script.)"""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +105,27 @@ def test_prepare_node_on_an_unreadable_path_is_one_line(tmp_path):
     line = assert_one_line_exit_2(run("prepare-node", "--nodes-conf", str(tmp_path), "--timeout", "0"))
 
     assert line == f"error: cannot use {tmp_path} (Is a directory)"
+
+
+def test_ctrl_c_outside_a_drill_is_one_line_and_exit_130():
+    with socket.socket() as probe:  # a port where nothing listens: init waits for the node to answer
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [HELM_REDIS, "init", "--nodes", f"127.0.0.1:{port}", "--masters", "1", "-r", "0", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as under a terminal
+    )
+    assert process.stderr is not None
+    waiting = process.stderr.readline()  # the first progress line: init is waiting
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    assert "waiting for 1 node(s)" in waiting
+    assert process.returncode == 130
+    *progress, last = err.strip().splitlines()
+    assert last == "interrupted"
+    assert all("waiting for 1 node(s)" in line for line in progress), err
+    assert "Traceback" not in out + err
