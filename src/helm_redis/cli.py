@@ -298,13 +298,22 @@ def verify(
         raise typer.Exit(1)
 
 
+def _mode_help() -> str:
+    from .drill import MODES
+
+    return " ".join(f"{name}: {text}" for name, text in MODES.items())
+
+
 @app.command()
 @one_line_errors
 def drill(
     release: ReleaseArgument = None,
     nodes: NodesOption = None,
     password: PasswordOption = None,
-    mode: Annotated[str, typer.Option(help="crash (no handover) or graceful (preStop handover).")] = "crash",
+    mode: Annotated[
+        str,
+        typer.Option(help="graceful, restart, hang, crash or rollout. " + _mode_help()),
+    ] = "crash",
     pod: Annotated[
         str | None, typer.Option(help="The master to take down [default: chosen].", show_default=False)
     ] = None,
@@ -317,39 +326,94 @@ def drill(
     max_failover_seconds: Annotated[
         float | None, typer.Option(min=0, help="Slower promotion fails the drill.", show_default=False)
     ] = None,
-    timeout: Annotated[float, typer.Option(min=5, help="Seconds the drill may take after the fault.")] = 180,
-    max_writes: Annotated[int, typer.Option(min=1, help="Upper bound of the write load.")] = 200_000,
+    max_unwritable_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="A shard that takes no writes for longer (its longest client-seen gap) fails the drill.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=5,
+            help="Seconds the drill may take after the fault [default: 180; rollout: 900].",
+            show_default=False,
+        ),
+    ] = None,
+    max_writes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Upper bound of the write load [default: 200000; rollout: 2000000].",
+            show_default=False,
+        ),
+    ] = None,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
-    """Failover drill: a master goes down under write load; its replica must take over, and the old
-    master must come back as a replica with the same node ID. Exit 1 when anything of that fails."""
-    from .drill import Drill
+    """Failover drill under write load. A fault mode takes a master down (--mode graceful, restart, hang,
+    crash): its replica must take over as that mode expects, proven by the replicas' manual-failover
+    counters, and the old master must come back with the same node ID. --mode rollout restarts every pod
+    of the release in turn. Exit 1 when anything of that fails or an acknowledged write is lost."""
+    from .drill import MODES, Drill, RolloutDrill
     from .faults import CommandFaults
     from .verify import verify as run_verify
 
-    if mode not in ("crash", "graceful"):
-        raise UsageError(f"--mode {mode!r}: use crash or graceful")
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: use {', '.join(MODES)}")
+    if mode == "rollout":
+        if nodes:
+            raise UsageError(
+                "--mode rollout restarts a release's StatefulSet: give a RELEASE name, not --nodes"
+            )
+        given = [
+            flag
+            for flag, value in (
+                ("--pod", pod),
+                ("--failback", failback),
+                ("--max-failover-seconds", max_failover_seconds),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} do(es) not apply to --mode rollout")
     with _target(release, nodes, password, masters, replicas_per_master) as target:
         names = {str(m.address): m.name for m in target.members}
         before = run_verify(target.connector, [m.address for m in target.members], target.expected, names)
         if not before.ok and not force:
             failing = ", ".join(c.name for c in before.checks if not c.ok)
             raise UsageError(f"refusing to drill a cluster that fails verify ({failing}); --force overrides")
-        faults = target.release.faults() if target.release else CommandFaults(target.connector)
         per_master = target.expected.replicas_per_master
-        report = Drill(
-            target.connector,
-            target.members,
-            faults,
-            per_master if per_master is not None else 1,
-            mode=mode,  # type: ignore[arg-type]
-            target=pod,
-            timeout=timeout,
-            max_writes=max_writes,
-            failback=failback,
-            max_failover_seconds=max_failover_seconds,
-            progress=output.progress,
-        ).run()
+        if mode == "rollout":
+            from .rollout import release_rollout
+
+            report = RolloutDrill(
+                target.connector,
+                target.members,
+                target.expected,
+                release_rollout(target.release),
+                timeout=timeout or 900,
+                max_writes=max_writes or 2_000_000,
+                max_unwritable_seconds=max_unwritable_seconds,
+                progress=output.progress,
+            ).run()
+        else:
+            faults = target.release.faults() if target.release else CommandFaults(target.connector)
+            report = Drill(
+                target.connector,
+                target.members,
+                faults,
+                per_master if per_master is not None else 1,
+                mode=mode,  # type: ignore[arg-type]
+                target=pod,
+                timeout=timeout or 180,
+                max_writes=max_writes or 200_000,
+                failback=failback,
+                max_failover_seconds=max_failover_seconds,
+                max_unwritable_seconds=max_unwritable_seconds,
+                progress=output.progress,
+            ).run()
     if output_format is output.OutputFormat.json:
         output.emit_json(report.as_dict())
     else:
@@ -360,26 +424,52 @@ def drill(
 
 def _print_drill(report) -> None:
     rows = [{"event": e, "after": f"{t:.2f} s"} for e, t in report.ordered_timeline()]
-    output.stdout.print(output.rows_table(rows, f"{report.mode} drill of {report.target}"))
-    gaps = [
+    title = f"{report.mode} drill of {report.target}"
+    output.stdout.print(output.rows_table(rows, title))
+    if report.mode == "rollout":
+        handovers = [
+            {"after": f"{h.seconds:.2f} s", "shard (master at start)": h.shard, "from": h.old, "to": h.new}
+            for h in report.handovers
+        ]
+        if handovers:
+            output.stdout.print(output.rows_table(handovers, "handovers"))
+        else:
+            output.stdout.print("handovers: none observed")
+    shards = [
         {
             "shard (master at start)": s.name,
+            "slots": s.slots,
             "longest write gap": f"{s.longest_gap * 1000:.0f} ms",
             "acknowledged writes": str(s.acknowledged),
+            "lost": str(s.lost),
         }
         for s in report.shards.values()
     ]
-    output.stdout.print(output.rows_table(sorted(gaps, key=lambda r: r["shard (master at start)"]), "writes"))
-    promotion = "n/a" if report.promotion_seconds is None else f"{report.promotion_seconds:.2f} s"
     output.stdout.print(
-        f"promotion: {promotion}; new master: {report.new_master or 'none'}; acknowledged writes: "
-        f"{report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by every replica: "
-        f"{report.unreplicated} (lost {report.lost_unreplicated}); failed: {report.failed}"
+        output.rows_table(sorted(shards, key=lambda r: r["shard (master at start)"]), "writes")
+    )
+    if report.mode == "rollout":
+        output.stdout.print(f"{report.outcome}; StatefulSet: {report.rollout or 'status unknown'}")
+    else:
+        promotion = "n/a" if report.promotion_seconds is None else f"{report.promotion_seconds:.2f} s"
+        proof = "unknown" if report.manual_failovers is None else str(report.manual_failovers)
+        output.stdout.print(
+            f"outcome: {report.outcome or 'none'}; promotion: {promotion}; new master: "
+            f"{report.new_master or 'none'}; manual failovers by the target's replicas: {proof}"
+            + (
+                f" (node timeout {report.node_timeout_seconds:g} s)"
+                if report.node_timeout_seconds is not None
+                else ""
+            )
+        )
+    output.stdout.print(
+        f"acknowledged writes: {report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by "
+        f"every replica: {report.unreplicated} (lost {report.lost_unreplicated}); failed: {report.failed}"
         + (f"; not verifiable (no master reachable): {report.unverified}" if report.unverified else "")
         + (f"; {report.failback}" if report.failback else "")
     )
     for problem in report.problems:
-        output.stdout.print(f"[red]problem:[/] {problem}")
+        output.stdout.print(f"[red]problem:[/] {problem}", markup=True)
     output.stdout.print("[green]drill passed[/]" if report.ok else "[red]drill FAILED[/]")
 
 

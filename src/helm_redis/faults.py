@@ -1,38 +1,123 @@
 """How a drill takes a node down. Each way leaves bringing it back to whatever supervises it.
 
-- PodFaults: delete the pod (grace period 0 for a crash; the normal grace period, so the chart's
-  preStop hands the slots over, for a graceful stop); the StatefulSet recreates it.
-- CommandFaults: for `--nodes` (Redis outside Kubernetes, under systemd or similar): SHUTDOWN NOW for
-  a crash; for a graceful stop, first what the chart's preStop does (CLUSTER FAILOVER on the most
-  up-to-date online replica, then wait until demoted), then SHUTDOWN.
+- CommandFaults: for `--nodes` (Redis outside Kubernetes, under systemd or similar), by Redis commands:
+  graceful: first what the chart's preStop does (CLUSTER FAILOVER on the most up-to-date online replica,
+  then wait until demoted), then SHUTDOWN; restart and crash: SHUTDOWN NOSAVE NOW (the supervisor decides
+  how soon it comes back); hang: `freeze` (DEBUG SLEEP) for 2 x the node timeout + 3 s.
+- PodFaults (release.py): the same on Kubernetes, where a crash also deletes the frozen pod with grace
+  period 0 and a graceful stop is a normal pod deletion (the preStop hands over).
+
+Freezing needs `enable-debug-command local` in redis.conf (the chart sets it): DEBUG is then accepted
+from local connections only, and a port-forwarded connection reaches the pod from its own loopback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 
 import redis
 
 from .clusterview import parse_cluster_nodes
-from .drill import Mode
-from .nodes import Connector, NodeAddress
+from .drill import Mode, node_timeout_seconds
+from .errors import HelmRedisError, NodeUnreachable
+from .nodes import Connector, NodeAddress, describe_failure
 from .plan import Member
+
+# A frozen node sleeps at most this long (whatever its node timeout says).
+MAX_FREEZE_SECONDS = 120.0
+
+
+class FaultNotInjected(HelmRedisError):
+    """The node refused the fault (DEBUG disabled) or did not freeze."""
+
+
+def hang_seconds(connector: Connector, address: NodeAddress) -> float:
+    """How long a hang lasts: 2 x the node's cluster-node-timeout + 3 s (enough for the failure to be
+    detected and a replica elected before it wakes), bounded to [5, MAX_FREEZE_SECONDS]."""
+    timeout = node_timeout_seconds(connector, address)
+    seconds = 2 * (timeout if timeout is not None else 15.0) + 3
+    return min(max(seconds, 5.0), MAX_FREEZE_SECONDS)
+
+
+def freeze(
+    connector: Connector, address: NodeAddress, seconds: float, confirm: float = 5.0
+) -> threading.Thread:
+    """Freeze the node's process for `seconds` (DEBUG SLEEP, which blocks its event loop: clients, the
+    cluster bus and replication all stop). DEBUG SLEEP blocks its connection too, so it is sent on a
+    connection of its own from a background thread; returns once a fresh PING goes unanswered (the
+    freeze is in), bounded by `confirm` seconds. The thread ends when the node wakes or dies."""
+    seconds = min(seconds, MAX_FREEZE_SECONDS)
+    try:
+        sleeping = Connector(connector.password, connector.address_map, timeout=seconds + 30)
+        sleeper = sleeping.dedicated(address)
+    except redis.RedisError as error:
+        raise NodeUnreachable(describe_failure(address, error)) from None
+    refused: list[str] = []
+
+    def sleep() -> None:
+        try:
+            sleeper.execute_command("DEBUG", "SLEEP", f"{seconds:g}")
+        except redis.ResponseError as error:
+            refused.append(str(error))
+        except redis.RedisError:
+            pass  # the node was killed while frozen (a crash drill): that is the point
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                sleeper.close()
+
+    thread = threading.Thread(target=sleep, daemon=True, name=f"freeze-{address}")
+    thread.start()
+    probe = Connector(connector.password, connector.address_map, timeout=0.5)
+    deadline = time.monotonic() + confirm
+    try:
+        while time.monotonic() < deadline:
+            if refused:
+                raise FaultNotInjected(
+                    f"{address} refused DEBUG SLEEP ({refused[0][:120]}): freezing a node needs "
+                    "`enable-debug-command local` in its redis.conf"
+                )
+            try:
+                with probe.dedicated(address) as client:  # connecting includes a handshake
+                    client.ping()
+            except redis.TimeoutError:
+                return thread  # the node no longer answers: frozen
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+    finally:
+        probe.close()
+    raise FaultNotInjected(f"{address} still answered {confirm:g} s after DEBUG SLEEP: not frozen")
+
+
+def shutdown_now(connector: Connector, address: NodeAddress) -> None:
+    """The process exits at once: no save, no handover (SHUTDOWN NOSAVE NOW)."""
+    # The node closes the connection while exiting: that is the point.
+    with contextlib.suppress(redis.ConnectionError):
+        connector.client(address).execute_command("SHUTDOWN", "NOSAVE", "NOW")
 
 
 class CommandFaults:
+    """Faults by Redis commands alone (--nodes): something else (systemd, a supervisor) restarts Redis."""
+
     def __init__(self, connector: Connector, handover_timeout: float = 25.0) -> None:
         self.connector = connector
         self.handover_timeout = handover_timeout
 
     def inject(self, target: Member, mode: Mode) -> None:
-        client = self.connector.client(target.address)
-        if mode == "graceful":
-            hand_over(self.connector, target.address, self.handover_timeout)
-        # The node closes the connection while exiting: that is the point.
-        with contextlib.suppress(redis.ConnectionError):
-            client.execute_command("SHUTDOWN", "NOSAVE", "NOW") if mode == "crash" else client.shutdown()
+        address = target.address
+        if mode == "hang":
+            freeze(self.connector, address, hang_seconds(self.connector, address))
+        elif mode in ("restart", "crash"):
+            shutdown_now(self.connector, address)
+        elif mode == "graceful":
+            hand_over(self.connector, address, self.handover_timeout)
+            with contextlib.suppress(redis.ConnectionError):
+                self.connector.client(address).shutdown()
+        else:
+            raise ValueError(f"unknown fault mode {mode!r}")
 
 
 def hand_over(connector: Connector, master: NodeAddress, timeout: float) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KubernetesUnavailable, PasswordSecretMissing, PodsNotFound, ReleaseNotFound
-from .faults import CommandFaults
+from .faults import CommandFaults, freeze, hang_seconds
 from .health import Check, Expectation
 from .k8s import PodInfo, core_api, list_pods
 from .nodes import Connector, NodeAddress
@@ -250,14 +250,32 @@ def open_release(
 
 
 class PodFaults:
-    """Crash: the Redis process dies at once (SHUTDOWN NOW: no handover), then the pod is deleted with
-    grace period 0 so the StatefulSet recreates it. Deleting alone is no crash: the kubelet still runs
-    the preStop handover of a force-deleted pod. Graceful: a normal deletion (preStop hands over)."""
+    """The drill's faults on a release's pods (see helm_redis.drill.MODES for what each one expects):
+
+    - graceful: a normal deletion; the kubelet runs the preStop, which hands the slots over.
+    - restart: SHUTDOWN NOSAVE NOW; the kubelet restarts the container in the same pod (init containers
+      do not run again).
+    - hang: the process freezes (DEBUG SLEEP, 2 x node timeout + 3 s) and wakes by itself.
+    - crash: the process freezes, then the pod is deleted with grace period 0. A force deletion still
+      runs the preStop, but its calls to the frozen Redis get no answer, so no handover can happen before
+      the kubelet kills the container (like a node lost with its pod); the StatefulSet recreates the pod.
+    """
+
+    # A crash keeps the process frozen until the kubelet kills it (seconds after the force deletion).
+    CRASH_FREEZE_SECONDS = 60.0
 
     def __init__(self, target: ReleaseTarget) -> None:
         self.target = target
 
     def inject(self, member: Member, mode: str) -> None:
-        if mode == "crash":
-            CommandFaults(self.target.connector).inject(member, "crash")
-        self.target.delete_pod(member.name, 0 if mode == "crash" else None)
+        connector = self.target.connector
+        if mode == "graceful":
+            self.target.delete_pod(member.name, None)
+        elif mode in ("restart", "hang"):
+            CommandFaults(connector).inject(member, mode)  # type: ignore[arg-type]
+        elif mode == "crash":
+            seconds = max(hang_seconds(connector, member.address), self.CRASH_FREEZE_SECONDS)
+            freeze(connector, member.address, seconds)
+            self.target.delete_pod(member.name, 0)
+        else:
+            raise ValueError(f"unknown fault mode {mode!r}")
