@@ -620,7 +620,8 @@ class _TargetProbe(threading.Thread):
             seen = asked if view is None else time.monotonic() - self.started
             with self.lock:
                 self.looks.append((seen, view, run_id))
-            self.stop_event.wait(self.interval)
+            # A silent target is asked less often: through a port-forward each try opens a stream.
+            self.stop_event.wait(self.interval if view is not None else 4 * self.interval)
 
     def take(self) -> list[Look]:
         with self.lock:

@@ -47,12 +47,16 @@ def freeze(
 ) -> threading.Thread:
     """Freeze the node's process for `seconds` (DEBUG SLEEP, which blocks its event loop: clients, the
     cluster bus and replication all stop). DEBUG SLEEP blocks its connection too, so it is sent on a
-    connection of its own from a background thread; returns once a fresh PING goes unanswered (the
-    freeze is in), bounded by `confirm` seconds. The thread ends when the node wakes or dies."""
+    connection of its own from a background thread; returns once the node stops answering PING on a
+    connection that answered just before (the freeze is in), bounded by `confirm` seconds. The thread
+    ends when the node wakes or dies."""
     seconds = min(seconds, MAX_FREEZE_SECONDS)
+    patient = Connector(connector.password, connector.address_map, timeout=seconds + 30)
     try:
-        sleeping = Connector(connector.password, connector.address_map, timeout=seconds + 30)
-        sleeper = sleeping.dedicated(address)
+        sleeper = patient.dedicated(address)
+        # Warm before the freeze: through a port-forward a new connection's first reply can be slow.
+        probe = patient.dedicated(address)
+        probe.ping()
     except redis.RedisError as error:
         raise NodeUnreachable(describe_failure(address, error)) from None
     refused: list[str] = []
@@ -70,7 +74,6 @@ def freeze(
 
     thread = threading.Thread(target=sleep, daemon=True, name=f"freeze-{address}")
     thread.start()
-    probe = Connector(connector.password, connector.address_map, timeout=0.5)
     deadline = time.monotonic() + confirm
     try:
         while time.monotonic() < deadline:
@@ -79,16 +82,18 @@ def freeze(
                     f"{address} refused DEBUG SLEEP ({refused[0][:120]}): freezing a node needs "
                     "`enable-debug-command local` in its redis.conf"
                 )
-            try:
-                with probe.dedicated(address) as client:  # connecting includes a handshake
-                    client.ping()
-            except redis.TimeoutError:
-                return thread  # the node no longer answers: frozen
-            except redis.RedisError:
-                pass
+            connection = probe.connection
+            assert connection is not None  # a single-connection client
+            connection.send_command("PING")
+            if not connection.can_read(timeout=0.5):
+                return thread  # a warm connection got no answer within 0.5 s: frozen
+            connection.read_response()
             time.sleep(0.05)
+    except redis.RedisError as error:
+        raise NodeUnreachable(describe_failure(address, error)) from None
     finally:
-        probe.close()
+        with contextlib.suppress(redis.RedisError):
+            probe.close()
     raise FaultNotInjected(f"{address} still answered {confirm:g} s after DEBUG SLEEP: not frozen")
 
 
