@@ -481,7 +481,11 @@ def test_readiness_while_loading_the_dataset(make_nodes):
     node.config = lambda: plain() + "key-load-delay 1000\nloading-process-events-interval-bytes 1024\n"
     node.start()  # 2000 keys x 1 ms: about 2 s of loading, answering meanwhile
 
-    why = _not_ready(node)
+    def listening_why() -> str | None:
+        why = _not_ready(node)  # fails if the load is over before the probe could see it
+        return None if "Connection refused" in why else why
+
+    why = wait_for(listening_why, timeout=10, interval=0.02, what="the node to listen while loading")
     wait_for(lambda: _ready(node), timeout=20, what="the load to end")
 
     assert why == "loading the dataset", why
@@ -492,3 +496,18 @@ def test_readiness_of_a_node_that_does_not_answer(make_nodes):
     node.stop(kill=True)
 
     assert "no PONG" in _not_ready(node)
+
+
+def test_probes_with_a_password(make_nodes):
+    nodes = make_nodes(6, password="s3cret")
+    form(nodes, 3, 1, password="s3cret", timeout=60)
+    master, replica = master_and_replica(nodes, password="s3cret")
+
+    without = _run_script("readiness.sh", master)
+    ready = [_run_script("readiness.sh", node, REDISCLI_AUTH="s3cret").returncode for node in nodes.nodes]
+    done = _run_script("prestop.sh", master, REDISCLI_AUTH="s3cret", PRESTOP_TIMEOUT_SECONDS="20")
+
+    assert without.returncode == 1
+    assert without.stdout.startswith("no PONG: NOAUTH"), without.stdout
+    assert ready == [0] * 6
+    assert f"handed over to {replica.ip}:{replica.port}" in done.stdout, done.stdout
