@@ -9,6 +9,7 @@ starting as soon as the expected replicas are there).
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import shutil
 import socket
@@ -21,7 +22,9 @@ import redis
 
 from .nodes import NodeAddress
 
-_blocks = itertools.count(1)
+# 127.0.B.x blocks, starting at a per-process offset and skipping blocks in use, so test runs side by side
+# (a developer's and CI's, or several suites) never share an address.
+_blocks = (1 + (os.getpid() + i) % 254 for i in itertools.count())
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 IPV6_LOOPBACK = "::1"
 BUS_PORT_OFFSET = 10000
@@ -46,6 +49,16 @@ def free_ports(host: str, count: int, attempts: int = 500) -> list[int]:
             if len(ports) == count:
                 return ports
     raise RuntimeError(f"found only {len(ports)} free port pair(s) on {host} in {attempts} attempts")
+
+
+
+def _free_block(port: int) -> int:
+    """The next 127.0.B.x block whose first node address is free on `port`."""
+    for _ in range(254):
+        block = next(_blocks)
+        if _bindable(f"127.0.{block}.10", port):
+            return block
+    raise RuntimeError(f"no free 127.0.B.10:{port} address for local nodes")
 
 
 @dataclass
@@ -148,7 +161,7 @@ class LocalNodes:
         ipv6: bool = False,
     ) -> None:
         self.root = root
-        self.block = next(_blocks)
+        self.block = _free_block(port)
         self.ipv6 = ipv6
         ports = free_ports(IPV6_LOOPBACK, count) if ipv6 else [port] * count
         self.nodes = [
@@ -196,7 +209,7 @@ class LocalNodes:
         """Give every (stopped) node a new loopback address, as pods get new IPs; returns hostname -> ip."""
         if self.ipv6:
             raise ValueError("IPv6 nodes share ::1: they have no other address to move to")
-        self.block = next(_blocks)
+        self.block = _free_block(self.nodes[0].port)
         for index, node in enumerate(self.nodes):
             node.ip = f"127.0.{self.block}.{10 + index}"
         return {node.hostname: node.ip for node in self.nodes}

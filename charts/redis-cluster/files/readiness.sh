@@ -60,6 +60,11 @@ state=$(field cluster_state "$cluster")
 [ -n "$known" ] || not_ready "no answer to CLUSTER INFO"
 [ "$known" = "1" ] && exit 0 # not in a cluster yet: the hook forms it once the pods are ready
 
+# A replica restarted from its nodes.conf says role:master in INFO until the cluster cron (100 ms) points
+# it at its master; CLUSTER NODES already says slave: it is a replica that has not even connected yet.
+if [ "$role" != "slave" ] && cli cluster nodes | awk '$3 ~ /myself/ && $3 ~ /slave/ { found = 1 } END { exit !found }'; then
+  not_ready "replica: not connected to its master yet"
+fi
 if [ "$role" = "slave" ]; then
   link=$(field master_link_status "$info")
   syncing=$(field master_sync_in_progress "$info")
