@@ -278,7 +278,8 @@ class Router:
 class WriteLoad:
     """Sequenced writes over every slot, one thread per shard (a stalled shard never slows the others).
 
-    Each write is a SET, then WAIT for all replicas on the same dedicated connection. The longest
+    Each write is a SET (following MOVED and ASK redirects), then WAIT for all replicas on the same
+    dedicated connection. The longest
     client-seen gap of a shard runs from the first attempt that failed (or from a WAIT that failed: the
     node froze or died after the SET) to the next SET that succeeded; time spent in a WAIT that returns
     is not a gap (the write had succeeded), but a WAIT short of every replica leaves the write
@@ -354,31 +355,25 @@ class WriteLoad:
                 next_write = max(next_write, time.monotonic() - self.interval) + self.interval
             written += 1
             outage_since = outage_since or time.monotonic()
-            address = self.router.owner.get(slot)
             waiting_since: float | None = None
             try:
-                if address is None:
-                    raise redis.ConnectionError("no master known for this slot")
-                if address not in clients:
-                    clients[address] = self.connector.dedicated(address)
-                clients[address].set(key, seq)
+                client = self._set(clients, slot, key, seq)
                 waiting_since = time.monotonic()
                 stats.longest_gap = max(stats.longest_gap, waiting_since - outage_since)
                 outage_since = None
-                replicated = clients[address].execute_command(
-                    "WAIT", self.replicas_per_master, self.wait_timeout_ms
-                )
+                replicated = client.execute_command("WAIT", self.replicas_per_master, self.wait_timeout_ms)
             except (redis.RedisError, HelmRedisError):
                 if waiting_since is not None:
                     # WAIT itself failed (the node froze or died after the SET): the shard has been
                     # unusable since then, not only from the next attempt on.
                     outage_since = waiting_since
-                # MOVED after a failover, a refused or dropped connection, a pod not there yet: learn
-                # the new owners, go on.
+                # A refused or dropped connection, a pod not there yet, CLUSTERDOWN: start over with
+                # fresh connections and the owners as the cluster sees them now.
                 with self.lock:
                     self.failed += 1
-                if address in clients:
-                    clients.pop(address).close()
+                for broken in clients.values():
+                    broken.close()
+                clients.clear()
                 self.router.refresh()
                 time.sleep(0.02)
                 continue
@@ -392,6 +387,30 @@ class WriteLoad:
             stats.longest_gap = max(stats.longest_gap, time.monotonic() - outage_since)
         for client in clients.values():
             client.close()
+
+    def _set(self, clients: dict[NodeAddress, redis.Redis], slot: int, key: str, seq: int) -> redis.Redis:
+        """SET on the slot's master, following redirects as a cluster client does: MOVED (a failover or
+        a finished slot move: the router learns the new owner) and ASK (a slot being moved: ASKING,
+        then the SET on the importing node). Returns the client that took the write."""
+        address = self.router.owner.get(slot)
+        asking = False
+        for _ in range(3):
+            if address is None:
+                raise redis.ConnectionError("no master known for this slot")
+            if address not in clients:
+                clients[address] = self.connector.dedicated(address)
+            client = clients[address]
+            try:
+                if asking:
+                    client.execute_command("ASKING")
+                client.set(key, seq)
+                return client
+            except redis.exceptions.MovedError as moved:
+                address, asking = NodeAddress(moved.host, moved.port), False
+                self.router.owner[slot] = address
+            except redis.exceptions.AskError as ask:
+                address, asking = NodeAddress(ask.host, ask.port), True
+        raise redis.ConnectionError(f"slot {slot}: redirected more than twice")
 
     def finish(self) -> None:
         self.stop_event.set()

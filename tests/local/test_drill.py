@@ -22,6 +22,7 @@ from helm_redis.formation import members_from_addresses
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
 from helm_redis.localnodes import REDIS_SERVER
 from helm_redis.nodes import Connector
+from helm_redis.slots import SlotMove, move_slots
 
 from .helpers import master_and_replica, views_of, wait_for
 from .supervision import ProcessFaults, Supervisor
@@ -471,3 +472,26 @@ def test_rollout_drill_records_every_handover_and_loses_no_acknowledged_write(cl
     assert all(h.old != h.new for h in report.handovers)
     document = report.as_dict()
     assert document["handovers"] and document["shards"][0]["slots"]
+
+
+def test_load_run_follows_ask_and_moved_while_slots_move_and_loses_nothing(cluster):
+    connector = Connector()
+    members = members_from_addresses(cluster.addresses)
+    views = {m: v for m, v in zip(members, views_of(cluster), strict=True)}
+    source, target = [m for m, v in views.items() if v.myself.slots][:2]
+    first, _last = views[source].myself.slots[0]
+    moves = [SlotMove(slot, source, target) for slot in range(first, first + 2000)]
+
+    with LoadRun(connector, members, replicas_per_master=1) as load:
+        time.sleep(0.5)
+        moved_keys = move_slots(connector, views, moves)
+        time.sleep(0.5)
+
+    result = load.result
+    connector.close()
+    assert result is not None
+    print(f"\nload across 2000 slot moves ({moved_keys} keys moved): gaps {result.longest_gaps}")
+    assert moved_keys > 0
+    assert result.lost_acknowledged == 0 and result.unverified == 0
+    assert result.shards[source.name].acknowledged > 0
+    assert result.longest_gaps[source.name] < 1
