@@ -315,7 +315,10 @@ def drill(
         typer.Option(help="graceful, restart, hang, crash or rollout. " + _mode_help()),
     ] = "crash",
     pod: Annotated[
-        str | None, typer.Option(help="The master to take down [default: chosen].", show_default=False)
+        str | None,
+        typer.Option(
+            help="The master to take down (default: the master with the lowest ordinal).", show_default=False
+        ),
     ] = None,
     masters: MastersOption = None,
     replicas_per_master: ReplicasOption = None,
@@ -338,7 +341,7 @@ def drill(
         float | None,
         typer.Option(
             min=5,
-            help="Seconds the drill may take after the fault [default: 180; rollout: 900].",
+            help="Seconds the drill may take after the fault (default: 180; rollout: 900).",
             show_default=False,
         ),
     ] = None,
@@ -346,7 +349,7 @@ def drill(
         int | None,
         typer.Option(
             min=1,
-            help="Upper bound of the write load [default: 200000; rollout: 2000000].",
+            help="Upper bound of the write load (default: 200000; rollout: 2000000).",
             show_default=False,
         ),
     ] = None,
