@@ -60,11 +60,6 @@ state=$(field cluster_state "$cluster")
 [ -n "$known" ] || not_ready "no answer to CLUSTER INFO"
 [ "$known" = "1" ] && exit 0 # not in a cluster yet: the hook forms it once the pods are ready
 
-# A replica restarted from its nodes.conf says role:master in INFO until the cluster cron (100 ms) points
-# it at its master; CLUSTER NODES already says slave: it is a replica that has not even connected yet.
-if [ "$role" != "slave" ] && cli cluster nodes | awk '$3 ~ /myself/ && $3 ~ /slave/ { found = 1 } END { exit !found }'; then
-  not_ready "replica: not connected to its master yet"
-fi
 if [ "$role" = "slave" ]; then
   link=$(field master_link_status "$info")
   syncing=$(field master_sync_in_progress "$info")
@@ -73,8 +68,9 @@ if [ "$role" = "slave" ]; then
   exit 0
 fi
 
-# This master's slots, the slots assigned in its view, slot owners flagged fail and pfail (fail?).
-# CLUSTER NODES fields: id addr flags master ping pong epoch link slot... ([slot-<-id] = importing).
+# Whether CLUSTER NODES calls this node a replica, its slots, the slots assigned in its view, and slot
+# owners flagged fail and pfail (fail?). Fields: id addr flags master ping pong epoch link slot...
+# ([slot-<-id] = importing).
 set -- $(cli cluster nodes | awk '
   NF >= 8 {
     n = 0
@@ -84,14 +80,18 @@ set -- $(cli cluster nodes | awk '
       n += dash ? substr($i, dash + 1) - substr($i, 1, dash - 1) + 1 : 1
     }
     assigned += n
-    if ($3 ~ /(^|,)myself(,|$)/) { mine = n; seen = 1; next }
+    if ($3 ~ /(^|,)myself(,|$)/) { mine = n; seen = 1; replica = $3 ~ /(^|,)slave(,|$)/; next }
     if (n == 0) next
     if ($3 ~ /(^|,)fail\?(,|$)/) pfail++
     else if ($3 ~ /(^|,)fail(,|$)/) failed++
   }
-  END { if (seen) print mine + 0, assigned + 0, failed + 0, pfail + 0 }')
-[ $# -eq 4 ] || not_ready "no answer to CLUSTER NODES"
-mine=$1 assigned=$2 failed=$3 pfail=$4
+  END { if (seen) print replica + 0, mine + 0, assigned + 0, failed + 0, pfail + 0 }')
+[ $# -eq 5 ] || not_ready "no answer to CLUSTER NODES"
+replica=$1 mine=$2 assigned=$3 failed=$4 pfail=$5
+
+# A replica restarted from its nodes.conf says role:master in INFO until the cluster cron (100 ms) points
+# it at its master; CLUSTER NODES already says slave: it is a replica that has not even connected yet.
+[ "$replica" -eq 0 ] || not_ready "replica: not connected to its master yet"
 
 [ "$mine" -eq 0 ] && exit 0 # an empty master in a cluster: the hook gives it slots
 [ "$state" = "ok" ] && exit 0
