@@ -1,0 +1,235 @@
+"""Day two on a real Kubernetes, with a dataset whose full resync takes seconds: a rolling restart, an
+upgrade that changes redis.conf and an upgrade without --wait each keep every shard writable (no shard
+without a writable master for more than 2 s: a handover takes milliseconds, a node-timeout failover
+seconds), lose no acknowledged write and keep every node ID.
+
+A restarted replica cannot resync partially (it reloads its AOF and gets a new replication ID), so each
+rolled replica needs a full resync; with a tiny dataset that takes milliseconds and hides every readiness
+defect. The dataset here is random bytes (incompressible, so the RDB sent is as large as the data).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from helm_redis.drill import LoadRun, Router
+from helm_redis.errors import NodeUnreachable
+from helm_redis.nodes import read_view, read_views
+from helm_redis.release import ReleaseTarget, open_release
+from tests.kube import CHART
+
+from .conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+RELEASE = "rollout"
+STATEFULSET = f"{RELEASE}-redis-cluster"
+DATASET_MB = int(os.environ.get("RCH_ROLLOUT_DATASET_MB", "240"))
+VALUE_BYTES = 100_000
+MAX_UNWRITABLE_SECONDS = 2.0  # the one timing bound: a handover, not a node-timeout failover
+# Another chart directory to hold to the same bounds (e.g. an older checkout's, to see these tests fail
+# where its readiness let a rollout outrun the replicas' resyncs).
+CHART_UNDER_TEST = os.environ.get("RCH_ROLLOUT_CHART", str(CHART))
+
+
+def _open(cluster: Cluster) -> ReleaseTarget:
+    return open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
+
+
+def _node_ids(cluster: Cluster) -> dict[str, str]:
+    target = _open(cluster)
+    try:
+        views = read_views(target.connector, [m.address for m in target.members])
+        return {m.name: v.node_id for m, v in zip(target.members, views, strict=True)}
+    finally:
+        target.close()
+
+
+def _wait_verified(cluster: Cluster, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        done = cluster.plugin("verify", RELEASE, "--read-only", check=False)
+        if done.returncode == 0:
+            return
+        last = done.stdout[-1500:] or done.stderr[-500:]
+        time.sleep(3)
+    raise AssertionError(f"not verified within {timeout} s: {last}")
+
+
+def _load_dataset(target: ReleaseTarget, megabytes: int) -> float:
+    """Random values over every slot, pipelined per master; returns the dataset's MB as Redis counts it."""
+    router = Router(target.connector, [m.address for m in target.members])
+    by_master: dict = {}
+    for i in range(megabytes * 1_000_000 // VALUE_BYTES):
+        key = f"dataset:{i}"
+        by_master.setdefault(router.owner[key_slot(key.encode())], []).append(key)
+    for master, keys in by_master.items():
+        client = target.connector.client(master)
+        for start in range(0, len(keys), 20):
+            pipe = client.pipeline(transaction=False)
+            for key in keys[start : start + 20]:
+                pipe.set(key, os.urandom(VALUE_BYTES))
+            pipe.execute()
+    return sum(int(target.connector.client(m).info("memory")["used_memory_dataset"]) for m in by_master) / 1e6
+
+
+def _await_in_sync(target: ReleaseTarget, pod: str, timeout: float) -> None:
+    member = next(m for m in target.members if m.name == pod)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            view = read_view(target.connector, member.address)
+            replication = view.replication
+            if (
+                view.myself.is_replica
+                and replication.get("master_link_status") == "up"
+                and not int(replication.get("master_sync_in_progress", 0))
+            ):
+                return
+        except (NodeUnreachable, redis.RedisError):  # restarting: its port-forward fails until it is back
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{pod} not in sync within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[Cluster]:
+    started = time.monotonic()
+    cluster.helm(
+        "install",
+        RELEASE,
+        CHART_UNDER_TEST,
+        *cluster.values,
+        # This release's volumes apart from the other releases' in the namespace.
+        "--set",
+        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{cluster.namespace}/{{{{release}}}}/{{{{ordinal}}}}",
+        "--wait",
+        "--timeout",
+        "15m",
+    )
+    _wait_verified(cluster, 180)
+    cluster.timed("rollout release installed and verified", started)
+    target = _open(cluster)
+    try:
+        started = time.monotonic()
+        megabytes = _load_dataset(target, DATASET_MB)
+        cluster.timed(f"dataset loaded ({megabytes:.0f} MB in Redis)", started)
+        # How long one replica takes to be back in sync after a restart (AOF load + full resync).
+        views = read_views(target.connector, [m.address for m in target.members])
+        replica = next(m.name for m, v in zip(target.members, views, strict=True) if v.myself.is_replica)
+        started = time.monotonic()
+        cluster.kubectl("delete", "pod", replica, "--wait=false")
+        time.sleep(1)
+        _await_in_sync(target, replica, 300)
+        cluster.timed(f"replica {replica} restarted and back in sync (full resync of its shard)", started)
+    finally:
+        target.close()
+    _wait_verified(cluster, 180)
+    try:
+        yield cluster
+    finally:
+        cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m", check=False)
+
+
+@contextmanager
+def _write_load(cluster: Cluster) -> Iterator[dict]:
+    """The drill's write load (SET + WAIT for every replica, per shard) while the block runs; yields the
+    result it fills in: per-shard longest unwritable time, acknowledged writes and lost ones."""
+    target = _open(cluster)
+    result: dict = {}
+    try:
+        run = LoadRun.on(target, max_writes=3_000_000, max_seconds=1500).start()
+        try:
+            yield result
+        finally:
+            outcome = run.stop()
+            result.update(
+                unwritable={name: round(gap, 3) for name, gap in outcome.longest_gaps.items()},
+                acknowledged=outcome.acknowledged,
+                lost=outcome.lost_acknowledged,
+                unverified=outcome.unverified,
+                exhausted=outcome.exhausted,
+            )
+    finally:
+        target.close()
+
+
+def _assert_no_shard_down_and_nothing_lost(cluster: Cluster, what: str, result: dict, ids: dict) -> None:
+    print(
+        f"\n[e2e] {what} with {DATASET_MB} MB: longest time without a writable master per shard "
+        f"{result['unwritable']} s; acknowledged writes {result['acknowledged']}, lost {result['lost']}"
+    )
+    assert result["acknowledged"] > 0
+    assert result["lost"] == 0 and result["unverified"] == 0
+    assert not result["exhausted"], "the load stopped before the rollout ended: its gaps went unmeasured"
+    assert max(result["unwritable"].values()) < MAX_UNWRITABLE_SECONDS, result["unwritable"]
+    assert _node_ids(cluster) == ids
+
+
+def _rollout_finished(cluster: Cluster, timeout: str = "900s") -> None:
+    cluster.kubectl("rollout", "status", f"statefulset/{STATEFULSET}", f"--timeout={timeout}", timeout=960)
+
+
+def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
+    ids = _node_ids(release)
+    started = time.monotonic()
+    with _write_load(release) as result:
+        release.kubectl("rollout", "restart", f"statefulset/{STATEFULSET}")
+        time.sleep(2)
+        _rollout_finished(release)
+        _wait_verified(release, 300)
+    release.timed("kubectl rollout restart -> verified", started)
+    _assert_no_shard_down_and_nothing_lost(release, "kubectl rollout restart", result, ids)
+
+
+def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(release: Cluster):
+    ids = _node_ids(release)
+    started = time.monotonic()
+    with _write_load(release) as result:
+        release.helm(
+            "upgrade",
+            RELEASE,
+            CHART_UNDER_TEST,
+            "--reuse-values",
+            "--set",
+            "redis.extraConfig=lazyfree-lazy-user-del yes",
+            "--wait",
+            "--timeout",
+            "15m",
+        )
+        _rollout_finished(release)
+        _wait_verified(release, 300)
+    release.timed("helm upgrade (redis.conf changed) -> verified", started)
+    _assert_no_shard_down_and_nothing_lost(release, "helm upgrade changing redis.conf", result, ids)
+
+
+def test_upgrade_without_wait_succeeds_while_the_pods_roll(release: Cluster):
+    """The hook runs at once, while the StatefulSet rolls under it: it waits through the restarting pods
+    and the upgrade succeeds (no failed release, no --atomic rollback)."""
+    ids = _node_ids(release)
+    started = time.monotonic()
+    with _write_load(release) as result:
+        upgraded = release.helm(
+            "upgrade",
+            RELEASE,
+            CHART_UNDER_TEST,
+            "--reuse-values",
+            "--set",
+            "redis.extraConfig=lazyfree-lazy-user-del no",
+            "--timeout",
+            "15m",
+        )
+        release.timed("helm upgrade without --wait returned (hook done)", started)
+        _rollout_finished(release)
+        _wait_verified(release, 300)
+    release.timed("helm upgrade without --wait -> verified", started)
+    status = release.helm("status", RELEASE, "-o", "json").stdout
+    assert '"status":"deployed"' in status.replace(" ", ""), upgraded.stdout
+    _assert_no_shard_down_and_nothing_lost(release, "helm upgrade without --wait", result, ids)
