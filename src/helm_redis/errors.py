@@ -24,6 +24,11 @@ class NodeUnreachable(HelmRedisError):
     """A Redis node did not answer (refused, timed out, wrong password)."""
 
 
+class NodeRefused(NodeUnreachable):
+    """A Redis node answered, with an error that waiting will not cure (wrong password, a node without
+    cluster mode, a command the user may not run)."""
+
+
 class NodesNotReady(HelmRedisError):
     """Some nodes did not answer PING before the deadline."""
 

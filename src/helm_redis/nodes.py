@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
-from .errors import NodesNotReady, NodeUnreachable, UsageError
+from .errors import NodeRefused, NodesNotReady, NodeUnreachable, UsageError
 
 T = TypeVar("T")
 
@@ -106,11 +106,22 @@ def describe_failure(address: NodeAddress, error: Exception) -> str:
     return f"{address}: {error}"
 
 
+def unreachable(address: NodeAddress, error: redis.RedisError) -> NodeUnreachable:
+    """A node that is down, restarting or loading may answer soon (NodeUnreachable); one that answered
+    with an error will not (NodeRefused)."""
+    transient = isinstance(error, redis.ConnectionError | redis.TimeoutError) and not isinstance(
+        error, redis.AuthenticationError
+    )
+    if transient or "LOADING" in str(error):
+        return NodeUnreachable(describe_failure(address, error))
+    return NodeRefused(describe_failure(address, error))
+
+
 def ping(connector: Connector, address: NodeAddress) -> None:
     try:
         connector.client(address).ping()
     except redis.RedisError as error:
-        raise NodeUnreachable(describe_failure(address, error)) from None
+        raise unreachable(address, error) from None
 
 
 def read_view(connector: Connector, address: NodeAddress) -> NodeView:
@@ -124,7 +135,7 @@ def read_view(connector: Connector, address: NodeAddress) -> NodeView:
         pipe.config_get("appendonly")
         nodes_text, info_text, replication, keys, appendonly = pipe.execute()
     except redis.RedisError as error:
-        raise NodeUnreachable(describe_failure(address, error)) from None
+        raise unreachable(address, error) from None
     return NodeView(
         address=str(address),
         nodes=tuple(parse_cluster_nodes(nodes_text)),
@@ -157,16 +168,12 @@ def try_read_views(
     def read(address: NodeAddress) -> NodeView | NodeUnreachable:
         try:
             return read_view(connector, address)
+        except NodeRefused:
+            raise
         except NodeUnreachable as error:
-            if is_auth_failure(error):
-                raise
             return error
 
     return parallel(read, addresses)
-
-
-def is_auth_failure(error: NodeUnreachable) -> bool:
-    return "password" in str(error)
 
 
 def wait_until_reachable(
@@ -186,9 +193,9 @@ def wait_until_reachable(
         for address in pending:
             try:
                 ping(connector, address)
-            except NodeUnreachable as error:
-                if is_auth_failure(error):
-                    raise
+            except NodeRefused:
+                raise
+            except NodeUnreachable:
                 still.append(address)
         pending = still
         if not pending:

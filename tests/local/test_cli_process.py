@@ -90,6 +90,15 @@ def test_verify_against_a_node_not_in_cluster_mode(standalone_node):
     assert "cluster support disabled" in line
 
 
+def test_init_against_a_node_not_in_cluster_mode_fails_at_once(standalone_node):
+    """An error reply is final: the hook does not wait its whole timeout for it to go away."""
+    started = time.monotonic()
+    line = assert_one_line_exit_2(run("init", "--nodes", standalone_node, "-r", "0", "--timeout", "60"))
+
+    assert "cluster support disabled" in line
+    assert time.monotonic() - started < 20
+
+
 def test_init_with_a_wrong_password(make_nodes):
     nodes = make_nodes(3, password="right", port=_spare_port())
 
