@@ -51,7 +51,6 @@ def free_ports(host: str, count: int, attempts: int = 500) -> list[int]:
     raise RuntimeError(f"found only {len(ports)} free port pair(s) on {host} in {attempts} attempts")
 
 
-
 def _free_block(port: int) -> int:
     """The next 127.0.B.x block whose first node address is free on `port`."""
     for _ in range(254):
