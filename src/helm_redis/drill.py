@@ -25,6 +25,7 @@ it; at the end every acknowledged key is read back. `LoadRun` runs that load aro
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -244,35 +245,48 @@ class Router:
     def __init__(self, connector: Connector, seeds: list[NodeAddress]) -> None:
         self.connector = connector
         self.seeds = seeds
+        self._refreshing = threading.Lock()
         self.owner: dict[int, NodeAddress] = {}
         self.replicas: dict[NodeAddress, int] = {}
+        self.replicas_of: dict[NodeAddress, list[NodeAddress]] = {}
         self.refresh()
 
     def refresh(self) -> None:
-        for seed in self.seeds:
-            try:
-                view = read_view(self.connector, seed)
-            except NodeUnreachable:
-                continue
-            if view.state_ok:
-                self._load(view)
+        """Reload from the first seed whose view says cluster_state:ok. Writers that fail together
+        share one refresh: a caller that finds one under way waits for it instead of starting another."""
+        if not self._refreshing.acquire(blocking=False):
+            with self._refreshing:
                 return
+        try:
+            for seed in self.seeds:
+                try:
+                    view = read_view(self.connector, seed)
+                except (NodeUnreachable, redis.RedisError, OSError, ValueError):
+                    # ValueError/OSError: a connection closed under a read by the client library itself
+                    continue
+                if view.state_ok:
+                    self._load(view)
+                    return
+        finally:
+            self._refreshing.release()
 
     def _load(self, view: NodeView) -> None:
         owner: dict[int, NodeAddress] = {}
-        counts: dict[str, int] = {}
+        following: dict[str, list[NodeAddress]] = {}
         for node in view.nodes:
             if node.is_replica and node.master_id and not node.is_failing:
-                counts[node.master_id] = counts.get(node.master_id, 0) + 1
+                following.setdefault(node.master_id, []).append(NodeAddress(node.ip, node.port))
         replicas: dict[NodeAddress, int] = {}
+        replicas_of: dict[NodeAddress, list[NodeAddress]] = {}
         for node in view.nodes:
             if node.is_master and node.slots and not node.is_failing:
                 address = NodeAddress(node.ip, node.port)
-                replicas[address] = counts.get(node.node_id, 0)
+                replicas_of[address] = following.get(node.node_id, [])
+                replicas[address] = len(replicas_of[address])
                 for start, end in node.slots:
                     for slot in range(start, end + 1):
                         owner[slot] = address
-        self.owner, self.replicas = owner, replicas
+        self.owner, self.replicas, self.replicas_of = owner, replicas, replicas_of
 
 
 class WriteLoad:
@@ -298,8 +312,10 @@ class WriteLoad:
         wait_timeout_ms: int = 200,
         interval: float = 0.0,
         slots_of_shard: dict[str, str] | None = None,
+        warm_every: float = 2.0,
     ) -> None:
         self.connector = connector
+        self.warm_every = warm_every
         self.router = router
         self.shard_of_slot = shard_of_slot
         self.replicas_per_master = replicas_per_master
@@ -337,10 +353,15 @@ class WriteLoad:
         outage_since: float | None = None
         written = 0
         next_write = time.monotonic()
+        home = min(slot for slot, name in self.shard_of_slot.items() if name == shard)
+        next_warm = 0.0
         # Keys are numbered globally; this thread takes the ones that hash into its shard.
         for seq in range(self.per_shard_limit * len(self.shards) * 4):
             if self.stop_event.is_set() or time.monotonic() > deadline:
                 break
+            if self.warm_every and time.monotonic() >= next_warm:
+                self._warm(clients, home, refresh=next_warm > 0)
+                next_warm = time.monotonic() + self.warm_every
             if written >= self.per_shard_limit:
                 stats.exhausted = True
                 break
@@ -356,24 +377,24 @@ class WriteLoad:
             written += 1
             outage_since = outage_since or time.monotonic()
             waiting_since: float | None = None
+            used: list[NodeAddress] = []
             try:
-                client = self._set(clients, slot, key, seq)
+                client = self._set(clients, slot, key, seq, used)
                 waiting_since = time.monotonic()
                 stats.longest_gap = max(stats.longest_gap, waiting_since - outage_since)
                 outage_since = None
                 replicated = client.execute_command("WAIT", self.replicas_per_master, self.wait_timeout_ms)
-            except (redis.RedisError, HelmRedisError):
+            except (redis.RedisError, HelmRedisError, OSError, ValueError):
                 if waiting_since is not None:
                     # WAIT itself failed (the node froze or died after the SET): the shard has been
                     # unusable since then, not only from the next attempt on.
                     outage_since = waiting_since
-                # A refused or dropped connection, a pod not there yet, CLUSTERDOWN: start over with
-                # fresh connections and the owners as the cluster sees them now.
+                # A refused or dropped connection, a pod not there yet, CLUSTERDOWN: a fresh connection
+                # next time, and the owners as the cluster sees them now.
                 with self.lock:
                     self.failed += 1
-                for broken in clients.values():
-                    broken.close()
-                clients.clear()
+                if used and used[-1] in clients:
+                    clients.pop(used[-1]).close()
                 self.router.refresh()
                 time.sleep(0.02)
                 continue
@@ -388,15 +409,39 @@ class WriteLoad:
         for client in clients.values():
             client.close()
 
-    def _set(self, clients: dict[NodeAddress, redis.Redis], slot: int, key: str, seq: int) -> redis.Redis:
+    def _warm(self, clients: dict[NodeAddress, redis.Redis], home: int, refresh: bool) -> None:
+        """Keep a connection open to every replica of the shard's master, as a cluster client keeps one
+        to every node it knows: after a handover the first write to the new master then measures the
+        server, not a new connection (through a port-forward, a new stream takes a while)."""
+        if refresh:
+            self.router.refresh()  # pods restarted by a rollout come back with new addresses
+        master = self.router.owner.get(home)
+        wanted = set(self.router.replicas_of.get(master, [])) if master else set()
+        for address in list(clients):
+            if address != master and address not in wanted:
+                clients.pop(address).close()
+        for address in wanted - set(clients):
+            with contextlib.suppress(redis.RedisError, HelmRedisError, OSError, ValueError):
+                clients[address] = self.connector.dedicated(address)
+
+    def _set(
+        self,
+        clients: dict[NodeAddress, redis.Redis],
+        slot: int,
+        key: str,
+        seq: int,
+        used: list[NodeAddress],
+    ) -> redis.Redis:
         """SET on the slot's master, following redirects as a cluster client does: MOVED (a failover or
         a finished slot move: the router learns the new owner) and ASK (a slot being moved: ASKING,
-        then the SET on the importing node). Returns the client that took the write."""
+        then the SET on the importing node). Returns the client that took the write; `used` gets every
+        address tried, the last one last."""
         address = self.router.owner.get(slot)
         asking = False
         for _ in range(3):
             if address is None:
                 raise redis.ConnectionError("no master known for this slot")
+            used.append(address)
             if address not in clients:
                 clients[address] = self.connector.dedicated(address)
             client = clients[address]
@@ -448,8 +493,9 @@ class LoadRun:
             ...                      # helm upgrade, kubectl rollout restart, a drill's fault
         load.result.lost_acknowledged, load.result.longest_gaps
 
-    `start()` reads every member's view (the shards and their names), starts one writer per shard and
-    returns self; `stop()` stops the writers, reads every written key back and returns the LoadResult
+    `start()` reads every member's view (the shards and their names), starts one writer per shard (its
+    connections time out after `write_timeout` seconds; it keeps one open to each replica of its master)
+    and returns self; `stop()` stops the writers, reads every written key back and returns the LoadResult
     (also kept as `result`). Writers are paced (`interval`) and bounded by `max_writes` and `max_seconds`;
     a shard whose writer reached `max_writes` is listed in `result.exhausted` (its gaps after that point
     went unmeasured). Members are reached through `connector` (port-forwards for a release).
@@ -465,8 +511,12 @@ class LoadRun:
         interval: float = 0.002,
         seeds: list[Member] | None = None,
         wait_timeout_ms: int = 200,
+        write_timeout: float = 1.0,
     ) -> None:
         self.connector = connector
+        # The writers' own connections: a short timeout, so a frozen master costs the writer no more
+        # than that before it looks for the new one.
+        self.writer = Connector(connector.password, connector.address_map, timeout=write_timeout)
         self.members = members
         self.replicas_per_master = replicas_per_master
         self.max_writes = max_writes
@@ -490,9 +540,9 @@ class LoadRun:
         shard_of_slot, ranges = shards_of(views)
         if not shard_of_slot:
             raise NodeUnreachable("no master serving slots answered: nothing to write to")
-        router = Router(self.connector, [m.address for m in self.seeds])
+        router = Router(self.writer, [m.address for m in self.seeds])
         self.load = WriteLoad(
-            self.connector,
+            self.writer,
             router,
             shard_of_slot,
             self.replicas_per_master,
@@ -513,6 +563,7 @@ class LoadRun:
         load.router.refresh()
         lost, unverified = count_missing(self.connector, load, load.acknowledged, per_shard=True)
         lost_unreplicated, unverified_unreplicated = count_missing(self.connector, load, load.unreplicated)
+        self.writer.close()
         self.result = LoadResult(
             shards=load.shards,
             acknowledged=len(load.acknowledged),

@@ -9,6 +9,7 @@ plugin environment (HELM_NAMESPACE, KUBECONFIG)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -70,7 +71,8 @@ def release() -> Iterator[Cluster]:
         yield cluster
     finally:
         print("\n[drill e2e] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in cluster.timings.items()))
-        cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m", check=False)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # the namespace goes in any case
+            cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m", check=False)
         cluster.run(
             "kubectl", "delete", "namespace", cluster.namespace, "--wait=true", "--timeout=300s", check=False
         )
