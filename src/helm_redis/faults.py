@@ -14,6 +14,7 @@ from local connections only, and a port-forwarded connection reaches the pod fro
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from typing import Any
@@ -26,8 +27,9 @@ from .errors import HelmRedisError, NodeUnreachable
 from .nodes import Connector, NodeAddress, describe_failure
 from .plan import Member
 
-# A frozen node sleeps at most this long (whatever its node timeout says).
+# A frozen node sleeps at most this long (whatever its node timeout says), in slices of at most this.
 MAX_FREEZE_SECONDS = 120.0
+SLICE_SECONDS = 5.0
 
 
 class FaultNotInjected(HelmRedisError):
@@ -61,9 +63,19 @@ def freeze(
         raise NodeUnreachable(describe_failure(address, error)) from None
     refused: list[str] = []
 
+    # A signal ends a DEBUG SLEEP early (nanosleep returns), and SIGTERM is what the kubelet sends a
+    # force-deleted pod: the woken Redis would answer the preStop, which would then hand over. The sleep
+    # is therefore sent as slices pipelined in one write: Redis runs one client's pipelined commands
+    # back to back, so a signal cuts one slice short and the next slice freezes it again.
+    slices = max(1, math.ceil(seconds / SLICE_SECONDS))
+
     def sleep() -> None:
         try:
-            sleeper.execute_command("DEBUG", "SLEEP", f"{seconds:g}")
+            pipe = sleeper.pipeline(transaction=False)
+            for _ in range(slices):
+                pipe.execute_command("DEBUG", "SLEEP", f"{seconds / slices:.3f}")
+            replies = pipe.execute(raise_on_error=False)
+            refused.extend(str(r) for r in replies[:1] if isinstance(r, redis.ResponseError))
         except redis.ResponseError as error:
             refused.append(str(error))
         except redis.RedisError:

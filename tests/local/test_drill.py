@@ -3,8 +3,10 @@ deleted pod. Numbers are printed, never asserted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -495,3 +497,23 @@ def test_load_run_follows_ask_and_moved_while_slots_move_and_loses_nothing(clust
     assert result.lost_acknowledged == 0 and result.unverified == 0
     assert result.shards[source.name].acknowledged > 0
     assert result.longest_gaps[source.name] < 1
+
+
+def test_a_frozen_node_stays_frozen_through_sigterm_so_a_prestop_could_not_hand_over(make_nodes):
+    # What the kubelet does to a force-deleted pod: preStop, then SIGTERM. SIGTERM ends a DEBUG SLEEP
+    # early; the freeze's next pipelined slice must take over at once, so nobody gets an answer.
+    node = make_nodes(1).nodes[0]
+    freeze(Connector(), node.address, 8)  # 2 slices of 4 s
+    assert node.process is not None
+    answer = b""
+
+    node.process.terminate()
+    started = time.monotonic()
+    with contextlib.suppress(OSError), socket.create_connection((node.ip, node.port), timeout=2) as probe:
+        probe.sendall(b"PING\r\n")
+        probe.settimeout(15)
+        answer = probe.recv(64)  # nothing until the process exits (then b"" or a reset)
+    node.process.wait(timeout=20)
+
+    assert b"PONG" not in answer
+    assert time.monotonic() - started > 2  # it exited only after the next slice
