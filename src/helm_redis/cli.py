@@ -452,19 +452,19 @@ def _print_drill(report) -> None:
         output.rows_table(sorted(shards, key=lambda r: r["shard (master at start)"]), "writes")
     )
     if report.mode == "rollout":
-        output.stdout.print(f"{report.outcome}; StatefulSet: {report.rollout or 'status unknown'}")
+        facts = {"outcome": report.outcome, "StatefulSet": report.rollout or "status unknown"}
     else:
         promotion = "n/a" if report.promotion_seconds is None else f"{report.promotion_seconds:.2f} s"
         proof = "unknown" if report.manual_failovers is None else str(report.manual_failovers)
-        output.stdout.print(
-            f"outcome: {report.outcome or 'none'}; promotion: {promotion}; new master: "
-            f"{report.new_master or 'none'}; manual failovers by the target's replicas: {proof}"
-            + (
-                f" (node timeout {report.node_timeout_seconds:g} s)"
-                if report.node_timeout_seconds is not None
-                else ""
-            )
-        )
+        timeout = report.node_timeout_seconds
+        facts = {
+            "outcome": report.outcome or "none",
+            "promotion": promotion,
+            "new master": report.new_master or "none",
+            "manual failovers (proof)": f"{proof} (MFSTART sent by the replicas of {report.target})",
+            "node timeout": "unknown" if timeout is None else f"{timeout:g} s",
+        }
+    output.stdout.print(output.rows_table([{"": k, "value": v} for k, v in facts.items()], "result"))
     output.stdout.print(
         f"acknowledged writes: {report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by "
         f"every replica: {report.unreplicated} (lost {report.lost_unreplicated}); failed: {report.failed}"
