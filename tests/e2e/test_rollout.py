@@ -19,9 +19,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from helm_redis.clusterview import NodeView
 from helm_redis.drill import LoadRun, Router
 from helm_redis.errors import NodeUnreachable
-from helm_redis.nodes import read_view, read_views
+from helm_redis.nodes import read_view, read_views, try_read_views
 from helm_redis.release import ReleaseTarget, open_release
 from tests.kube import CHART
 
@@ -30,7 +31,7 @@ from .conftest import Cluster
 pytestmark = pytest.mark.e2e
 RELEASE = "rollout"
 STATEFULSET = f"{RELEASE}-redis-cluster"
-DATASET_MB = int(os.environ.get("RCH_ROLLOUT_DATASET_MB", "240"))
+DATASET_MB = int(os.environ.get("RCH_ROLLOUT_DATASET_MB", "600"))
 VALUE_BYTES = 100_000
 MAX_UNWRITABLE_SECONDS = 2.0  # the one timing bound: a handover, not a node-timeout failover
 # Another chart directory to hold to the same bounds (e.g. an older checkout's, to see these tests fail
@@ -99,6 +100,63 @@ def _await_in_sync(target: ReleaseTarget, pod: str, timeout: float) -> None:
     raise AssertionError(f"{pod} not in sync within {timeout} s")
 
 
+def _pair_each_master_with_the_pod_rolled_just_before_it(target: ReleaseTarget) -> None:
+    """Masters on the even ordinals, each replicated by the next pod (1 -> 0, 3 -> 2, 5 -> 4).
+
+    The StatefulSet rolls from the highest ordinal down, so each master's only replica restarts right
+    before the master's own turn: the pairing the hook's topology-aware plan makes on several Kubernetes
+    nodes (pods spread round-robin, a replica never beside its master), and the one where a rollout that
+    outruns a replica's resync leaves the master nobody to hand over to. On one node the hook pairs
+    3 -> 0, 4 -> 1, 5 -> 2; the test re-pairs with CLUSTER FAILOVER and CLUSTER REPLICATE (no data lost:
+    a replica that changes master resyncs from it).
+    """
+    by_ordinal = {m.ordinal: m for m in target.members}
+
+    def views() -> dict[int, NodeView]:
+        """Every node's view, waiting through nodes that load a dataset after changing master."""
+        deadline = time.monotonic() + 300
+        while True:
+            found = try_read_views(target.connector, [m.address for m in target.members])
+            if all(isinstance(v, NodeView) for v in found):
+                return {m.ordinal: v for m, v in zip(target.members, found, strict=True)}  # type: ignore[misc]
+            assert time.monotonic() < deadline, f"nodes still loading after 300 s: {found}"
+            time.sleep(0.5)
+
+    def settle(what: str) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            current = views()
+            if all(
+                v.myself.is_master
+                or (
+                    v.replication.get("master_link_status") == "up"
+                    and not int(v.replication.get("master_sync_in_progress", 0))
+                )
+                for v in current.values()
+            ):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"not settled within 300 s after {what}")
+
+    for even in range(0, len(by_ordinal), 2):
+        if not views()[even].myself.is_master:
+            target.connector.client(by_ordinal[even].address).execute_command("CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + 60
+            while not views()[even].myself.is_master:
+                assert time.monotonic() < deadline, f"pod {even} did not take over"
+                time.sleep(0.2)
+    settle("the failovers")
+    for odd in range(1, len(by_ordinal), 2):
+        current = views()
+        master_id = current[odd - 1].node_id
+        if current[odd].myself.master_id != master_id:
+            replica = target.connector.client(by_ordinal[odd].address)
+            replica.execute_command("CLUSTER", "REPLICATE", master_id)
+            settle(f"pod {odd} replicating pod {odd - 1}")
+    current = views()
+    assert all(current[o].myself.master_id == current[o - 1].node_id for o in range(1, len(current), 2))
+
+
 @pytest.fixture(scope="module")
 def release(cluster: Cluster) -> Iterator[Cluster]:
     started = time.monotonic()
@@ -121,6 +179,9 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         started = time.monotonic()
         megabytes = _load_dataset(target, DATASET_MB)
         cluster.timed(f"dataset loaded ({megabytes:.0f} MB in Redis)", started)
+        started = time.monotonic()
+        _pair_each_master_with_the_pod_rolled_just_before_it(target)
+        cluster.timed("masters paired with the pod rolled just before them (1->0, 3->2, 5->4)", started)
         # How long one replica takes to be back in sync after a restart (AOF load + full resync).
         views = read_views(target.connector, [m.address for m in target.members])
         replica = next(m.name for m, v in zip(target.members, views, strict=True) if v.myself.is_replica)
