@@ -30,6 +30,7 @@ stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider
 stage k8s-up ci/k8s/up.sh
 eval "$(ci/k8s/env.sh)"
 if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage images ci/images/build.sh; fi
-stage e2e $py -m pytest -m e2e -p no:cacheprovider
+# -s: the e2e tests print their measurements ([e2e] lines: rollout gaps, drill promotions, timings).
+stage e2e $py -m pytest -m e2e -p no:cacheprovider -s
 stage argocd-up make --no-print-directory argocd-up
 stage gitops $py -m pytest -m gitops -p no:cacheprovider
