@@ -4,17 +4,24 @@ reachable cluster these tests fail with the reason, they are never skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from helm_redis.nodes import read_views
+from helm_redis.release import open_release
 from tests.kube import ROOT, cluster_env
+
+HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 @dataclass
@@ -54,10 +61,41 @@ class Cluster:
         self.timings[name] = time.monotonic() - started
         print(f"\n[e2e] {name}: {self.timings[name]:.1f} s")
 
+    def helm_redis(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        """The console script the plugin's shim runs, with Helm's plugin environment for this namespace."""
+        return subprocess.run(
+            [HELM_REDIS, *args],
+            env={**self.env, "HELM_NAMESPACE": self.namespace},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    env, helm_home = cluster_env("rch-e2e-helm-")
+    def wait_verified(self, release: str, timeout: float, *extra: str) -> dict:
+        """Poll verify until it passes; while pods restart it may also exit 2 (a pod does not answer)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            done = self.helm_redis("verify", release, "--output", "json", *extra, timeout=120)
+            if done.returncode == 0:
+                return json.loads(done.stdout)
+            last = done.stdout[-2000:] or done.stderr[-500:]
+            time.sleep(3)
+        raise AssertionError(f"{release} not verified within {timeout} s: {last}")
+
+    def node_ids(self, release: str) -> dict[str, str]:
+        """pod -> the node ID it reports for itself."""
+        target = open_release(release, self.namespace, kubeconfig=self.env.get("KUBECONFIG"))
+        try:
+            views = read_views(target.connector, [m.address for m in target.members])
+            return {m.name: v.node_id for m, v in zip(target.members, views, strict=True)}
+        finally:
+            target.close()
+
+
+def chart_values(env: dict[str, str], run_id: str) -> list[str]:
+    """--set flags for the cluster at hand: the images it can run, hostPath volumes on its first node."""
     redis_image = env.get("RCH_REDIS_IMAGE")
     hook_image = env.get("RCH_HOOK_IMAGE")
     if not (redis_image and hook_image):
@@ -80,7 +118,6 @@ def cluster() -> Iterator[Cluster]:
             "--set",
             f"{prefix}.pullPolicy=Never",
         ]
-    run_id = uuid.uuid4().hex[:6]
     values += [
         "--set",
         "persistence.type=hostPath",
@@ -91,22 +128,34 @@ def cluster() -> Iterator[Cluster]:
         "--set",
         "volumePermissions.enabled=true",
     ]
-    cluster = Cluster(f"rch-e2e-{run_id}", env, values)
+    return values
+
+
+def remove(cluster: Cluster, releases: list[str], helm_home: Path) -> None:
+    """Uninstall the releases, delete the namespace and this namespace's PVs (kept by the chart)."""
+    print("\n[e2e] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in cluster.timings.items()))
+    for release in releases:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # the namespace goes in any case
+            cluster.helm("uninstall", release, "--wait", "--timeout", "5m", check=False)
+    cluster.kubectl("delete", "namespace", cluster.namespace, "--wait=true", "--timeout=300s", check=False)
+    ours = [
+        pv
+        for pv in cluster.run("kubectl", "get", "pv", "-o", "name", check=False).stdout.split()
+        if pv.startswith(f"persistentvolume/{cluster.namespace}-")
+    ]
+    if ours:
+        cluster.run("kubectl", "delete", "--wait=false", *ours, check=False)
+    shutil.rmtree(helm_home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    env, helm_home = cluster_env("rch-e2e-helm-")
+    run_id = uuid.uuid4().hex[:6]
+    cluster = Cluster(f"rch-e2e-{run_id}", env, chart_values(env, run_id))
     cluster.run("kubectl", "create", "namespace", cluster.namespace)
     cluster.run("helm", "plugin", "install", str(ROOT / "helm_plugin"), timeout=600)
     try:
         yield cluster
     finally:
-        print("\n[e2e] timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in cluster.timings.items()))
-        cluster.run("helm", "--namespace", cluster.namespace, "uninstall", "redis", "--wait", check=False)
-        cluster.run(
-            "kubectl", "delete", "namespace", cluster.namespace, "--wait=true", "--timeout=300s", check=False
-        )
-        ours = [
-            pv
-            for pv in cluster.run("kubectl", "get", "pv", "-o", "name", check=False).stdout.split()
-            if pv.startswith(f"persistentvolume/{cluster.namespace}-")
-        ]
-        if ours:
-            cluster.run("kubectl", "delete", "--wait=false", *ours, check=False)
-        shutil.rmtree(helm_home, ignore_errors=True)
+        remove(cluster, ["redis"], helm_home)

@@ -43,27 +43,6 @@ def _open(cluster: Cluster) -> ReleaseTarget:
     return open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
 
 
-def _node_ids(cluster: Cluster) -> dict[str, str]:
-    target = _open(cluster)
-    try:
-        views = read_views(target.connector, [m.address for m in target.members])
-        return {m.name: v.node_id for m, v in zip(target.members, views, strict=True)}
-    finally:
-        target.close()
-
-
-def _wait_verified(cluster: Cluster, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        done = cluster.plugin("verify", RELEASE, "--read-only", check=False)
-        if done.returncode == 0:
-            return
-        last = done.stdout[-1500:] or done.stderr[-500:]
-        time.sleep(3)
-    raise AssertionError(f"not verified within {timeout} s: {last}")
-
-
 def _load_dataset(target: ReleaseTarget, megabytes: int) -> float:
     """Random values over every slot, pipelined per master; returns the dataset's MB as Redis counts it."""
     router = Router(target.connector, [m.address for m in target.members])
@@ -172,7 +151,7 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         "--timeout",
         "15m",
     )
-    _wait_verified(cluster, 180)
+    cluster.wait_verified(RELEASE, 180, "--read-only")
     cluster.timed("rollout release installed and verified", started)
     target = _open(cluster)
     try:
@@ -192,7 +171,7 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         cluster.timed(f"replica {replica} restarted and back in sync (full resync of its shard)", started)
     finally:
         target.close()
-    _wait_verified(cluster, 180)
+    cluster.wait_verified(RELEASE, 180, "--read-only")
     try:
         yield cluster
     finally:
@@ -231,7 +210,7 @@ def _assert_no_shard_down_and_nothing_lost(cluster: Cluster, what: str, result: 
     assert result["lost"] == 0 and result["unverified"] == 0
     assert not result["exhausted"], "the load stopped before the rollout ended: its gaps went unmeasured"
     assert max(result["unwritable"].values()) < MAX_UNWRITABLE_SECONDS, result["unwritable"]
-    assert _node_ids(cluster) == ids
+    assert cluster.node_ids(RELEASE) == ids
 
 
 def _rollout_finished(cluster: Cluster, timeout: str = "900s") -> None:
@@ -239,19 +218,19 @@ def _rollout_finished(cluster: Cluster, timeout: str = "900s") -> None:
 
 
 def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
-    ids = _node_ids(release)
+    ids = release.node_ids(RELEASE)
     started = time.monotonic()
     with _write_load(release) as result:
         release.kubectl("rollout", "restart", f"statefulset/{STATEFULSET}")
         time.sleep(2)
         _rollout_finished(release)
-        _wait_verified(release, 300)
+        release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("kubectl rollout restart -> verified", started)
     _assert_no_shard_down_and_nothing_lost(release, "kubectl rollout restart", result, ids)
 
 
 def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(release: Cluster):
-    ids = _node_ids(release)
+    ids = release.node_ids(RELEASE)
     started = time.monotonic()
     with _write_load(release) as result:
         release.helm(
@@ -266,7 +245,7 @@ def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(releas
             "15m",
         )
         _rollout_finished(release)
-        _wait_verified(release, 300)
+        release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("helm upgrade (redis.conf changed) -> verified", started)
     _assert_no_shard_down_and_nothing_lost(release, "helm upgrade changing redis.conf", result, ids)
 
@@ -274,7 +253,7 @@ def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(releas
 def test_upgrade_without_wait_succeeds_while_the_pods_roll(release: Cluster):
     """The hook runs at once, while the StatefulSet rolls under it: it waits through the restarting pods
     and the upgrade succeeds (no failed release, no --atomic rollback)."""
-    ids = _node_ids(release)
+    ids = release.node_ids(RELEASE)
     started = time.monotonic()
     with _write_load(release) as result:
         upgraded = release.helm(
@@ -289,7 +268,7 @@ def test_upgrade_without_wait_succeeds_while_the_pods_roll(release: Cluster):
         )
         release.timed("helm upgrade without --wait returned (hook done)", started)
         _rollout_finished(release)
-        _wait_verified(release, 300)
+        release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("helm upgrade without --wait -> verified", started)
     status = release.helm("status", RELEASE, "-o", "json").stdout
     assert '"status":"deployed"' in status.replace(" ", ""), upgraded.stdout
