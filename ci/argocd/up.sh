@@ -22,8 +22,18 @@ install_manifests() {
   # Server-side apply: the Application CRD is too large for the last-applied annotation.
   kubectl apply --server-side --force-conflicts --field-manager=rch-argocd-up \
     -f "$m/crds/application-crd.yaml" -f "$m/crds/appproject-crd.yaml" >/dev/null
-  kubectl wait --for condition=established --timeout=60s \
-    crd/applications.argoproj.io crd/appprojects.argoproj.io >/dev/null
+  # A CRD created a moment ago may have no status.conditions yet, and `kubectl wait` then fails at once
+  # ("conditions accessor error: <nil>") instead of waiting: retry, bounded.
+  local tries=0
+  until kubectl wait --for condition=established --timeout=60s \
+    crd/applications.argoproj.io crd/appprojects.argoproj.io >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries >= 30)); then
+      echo "argocd-up: the Argo CD CRDs were not established after 30 tries" >&2
+      return 1
+    fi
+    sleep 1
+  done
   kubectl apply --server-side --force-conflicts --field-manager=rch-argocd-up -n "$ARGOCD_NAMESPACE" \
     -f "$m/config/" -f "$ARGOCD_LIB_DIR/appproject-default.yaml" >/dev/null
 }
