@@ -167,8 +167,8 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         views = read_views(target.connector, [m.address for m in target.members])
         replica = next(m.name for m, v in zip(target.members, views, strict=True) if v.myself.is_replica)
         started = time.monotonic()
-        cluster.kubectl("delete", "pod", replica, "--wait=false")
-        time.sleep(1)
+        # --wait: until the old pod is gone (its process could still answer, in sync, while it stops).
+        cluster.kubectl("delete", "pod", replica, "--wait=true", "--timeout=120s")
         _await_in_sync(target, replica, 300)
         cluster.timed(f"replica {replica} restarted and back in sync (full resync of its shard)", started)
     finally:
