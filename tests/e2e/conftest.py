@@ -8,7 +8,6 @@ import contextlib
 import json
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,9 +18,8 @@ import pytest
 
 from helm_redis.nodes import read_views
 from helm_redis.release import open_release
+from tests.cli import HELM_REDIS
 from tests.kube import ROOT, cluster_env
-
-HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 @dataclass

@@ -9,27 +9,15 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.cli import assert_one_line_exit_2
+from tests.cli import run_cli as run
+
 pytestmark = pytest.mark.redis
-HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HELM_REDIS, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def assert_one_line_exit_2(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 def _free_port() -> int:

@@ -8,10 +8,8 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -25,13 +23,13 @@ from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
 from helm_redis.localnodes import REDIS_SERVER
 from helm_redis.nodes import Connector
 from helm_redis.slots import SlotMove, move_slots
+from tests.cli import HELM_REDIS
 
 from .helpers import master_and_replica, views_of, wait_for
 from .supervision import ProcessFaults, Supervisor
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
-HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 def _ids(nodes) -> dict[str, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,12 +12,12 @@ from helm_redis.cli import app
 from helm_redis.health import Expectation
 from helm_redis.nodes import Connector
 from helm_redis.verify import verify
+from tests.cli import HELM_REDIS
 
 from .helpers import form, master_and_replica, views_of, wait_for
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
-HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
 
 
 def _verdicts(nodes, password: str | None = None, **kw) -> dict[str, str]:

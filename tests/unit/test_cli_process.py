@@ -7,26 +7,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-HELM_REDIS = str(Path(sys.executable).with_name("helm-redis"))
-
-
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HELM_REDIS, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def assert_one_line_exit_2(done: subprocess.CompletedProcess[str]) -> str:
-    """Exit 2, exactly one line on stderr, no traceback anywhere; returns that line."""
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    return lines[0]
-
+from tests.cli import HELM_REDIS, assert_one_line_exit_2
+from tests.cli import run_cli as run
 
 # --- usage errors: one line, exit 2 ---------------------------------------------------------------------
 
