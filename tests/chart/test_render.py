@@ -34,10 +34,11 @@ BASE = Counter(
     Service=2,
     StatefulSet=1,
     PodDisruptionBudget=1,
-    ServiceAccount=2,
-    Role=1,
-    RoleBinding=1,
-    Job=1,
+    ServiceAccount=3,  # Redis, hook, reconciler
+    Role=2,  # hook, reconciler
+    RoleBinding=2,
+    Job=2,  # pre-upgrade scale-in, post-install/post-upgrade init
+    Deployment=1,  # reconciler
     Pod=1,
 )
 # Object kinds and counts per scenario: a new scenario file must say what it renders.
@@ -75,6 +76,61 @@ REDIS_SELECTOR = {**SELECTOR, "app.kubernetes.io/component": "redis"}
 
 def sts_of(objs):
     return one(objs, "StatefulSet")
+
+
+def by_component(objs, kind, component):
+    found = [
+        o for o in of_kind(objs, kind) if o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    assert len(found) == 1, f"expected one {kind} of component {component}, found {len(found)}"
+    return found[0]
+
+
+def init_job(objs):
+    return by_component(objs, "Job", "cluster-init")
+
+
+def scale_in_job(objs):
+    return by_component(objs, "Job", "cluster-scale-in")
+
+
+def reconciler_of(objs):
+    return one(objs, "Deployment")
+
+
+def tool(workload) -> dict:
+    """The one container of a hook Job or of the reconciler."""
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def tools_env(objs, values) -> dict:
+    """The env every helm-redis tool gets (hook Jobs, reconciler): the contract with the Python side."""
+    sts = sts_of(objs)
+    cluster = values["cluster"]
+    env = {
+        "REDIS_CLUSTER_STATEFULSET": sts["metadata"]["name"],
+        "REDIS_CLUSTER_SERVICE": sts["spec"]["serviceName"],
+        "REDIS_CLUSTER_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "REDIS_CLUSTER_DOMAIN": values["clusterDomain"],
+        "REDIS_CLUSTER_PORT": str(values["redis"]["port"]),
+        "REDIS_CLUSTER_PODS": str(sts["spec"]["replicas"]),
+        "REDIS_CLUSTER_MASTERS": str(cluster["masters"]),
+        "REDIS_CLUSTER_REPLICAS_PER_MASTER": str(cluster["replicasPerMaster"]),
+        "REDIS_CLUSTER_POD_SELECTOR": ",".join(f"{k}={v}" for k, v in sorted(REDIS_SELECTOR.items())),
+        "REDIS_CLUSTER_WAIT_TIMEOUT": str(values["hook"]["waitTimeoutSeconds"]),
+    }
+    limit = values["redis"].get("resources", {}).get("limits", {}).get("memory")
+    if limit:
+        env["REDIS_CLUSTER_MEMORY_LIMIT"] = limit
+    if values["auth"]["enabled"]:
+        env["REDIS_PASSWORD"] = env_of(redis_of(objs))["REDIS_PASSWORD"]
+    return env
+
+
+def tool_pods(objs) -> list[dict]:
+    """Pod templates of the hook Jobs and the reconciler."""
+    return [w["spec"]["template"] for w in of_kind(objs, "Job") + of_kind(objs, "Deployment")]
 
 
 def redis_of(objs):
@@ -124,7 +180,7 @@ def test_services_select_only_redis_pods_never_hook_or_test_pods(rendered, scena
     sts = sts_of(objs)
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     other_pods = [one(objs, "Pod")["metadata"]["labels"]]
-    other_pods += [j["spec"]["template"]["metadata"]["labels"] for j in of_kind(objs, "Job")]
+    other_pods += [pod["metadata"]["labels"] for pod in tool_pods(objs)]
     selectors = [s["spec"]["selector"] for s in of_kind(objs, "Service")]
     selectors.append(one(objs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
     for selector in selectors:
@@ -208,7 +264,7 @@ def test_pods_run_non_root_read_only_without_capabilities(rendered, scenario):
     objs = rendered(scenario)
     values = merged_values(scenario_values(scenario))
     pods = [sts_of(objs)["spec"]["template"]["spec"], one(objs, "Pod")["spec"]]
-    pods += [j["spec"]["template"]["spec"] for j in of_kind(objs, "Job")]
+    pods += [pod["spec"] for pod in tool_pods(objs)]
     for spec in pods:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == values["securityContext"]["runAsUser"]
@@ -297,24 +353,11 @@ def test_hook_job_env_matches_the_contract(rendered, scenario):
         assert not hooks([o for o in objs if o["kind"] != "Pod"])
         return
     sts = sts_of(objs)
-    job = one(objs, "Job")
+    job = init_job(objs)
     spec = job["spec"]["template"]["spec"]
-    init = spec["containers"][0]
-    cluster = values["cluster"]
-    expected = {
-        "REDIS_CLUSTER_STATEFULSET": sts["metadata"]["name"],
-        "REDIS_CLUSTER_SERVICE": sts["spec"]["serviceName"],
-        "REDIS_CLUSTER_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-        "REDIS_CLUSTER_DOMAIN": values["clusterDomain"],
-        "REDIS_CLUSTER_PORT": str(values["redis"]["port"]),
-        "REDIS_CLUSTER_PODS": str(sts["spec"]["replicas"]),
-        "REDIS_CLUSTER_MASTERS": str(cluster["masters"]),
-        "REDIS_CLUSTER_REPLICAS_PER_MASTER": str(cluster["replicasPerMaster"]),
-        "REDIS_CLUSTER_POD_SELECTOR": ",".join(f"{k}={v}" for k, v in sorted(REDIS_SELECTOR.items())),
-        "REDIS_CLUSTER_WAIT_TIMEOUT": str(values["hook"]["waitTimeoutSeconds"]),
-    }
-    if values["auth"]["enabled"]:
-        expected["REDIS_PASSWORD"] = env_of(redis_of(objs))["REDIS_PASSWORD"]
+    init = tool(job)
+    expected = tools_env(objs, values)
+    expected["REDIS_CLUSTER_RECOVER_LOST_SLOTS"] = str(values["cluster"]["recoverLostSlots"]).lower()
     assert env_of(init) == expected
     assert init["args"] == ["init", "--output", "json"]
     assert init["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
@@ -331,12 +374,76 @@ def test_hook_job_env_matches_the_contract(rendered, scenario):
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
+def test_scale_in_job_drains_before_the_upgrade_with_the_new_shape(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    job = scale_in_job(objs)
+    assert job["metadata"]["name"] == f"{FULL}-init-scale-in"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-upgrade"
+    assert annotations["helm.sh/hook-weight"] == "0"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    assert job["spec"]["backoffLimit"] == values["hook"]["backoffLimit"]
+    assert job["spec"]["activeDeadlineSeconds"] == values["hook"]["activeDeadlineSeconds"]
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "cluster-scale-in"
+    c = tool(job)
+    assert c["args"] == ["scale-in", "--output", "json"]
+    env = env_of(c)
+    expected = tools_env(objs, values)
+    if values["auth"]["enabled"]:
+        # Argo CD runs PreSync on the first sync too, before the chart's Secret exists.
+        expected["REDIS_PASSWORD"] = {
+            "secretKeyRef": {**expected["REDIS_PASSWORD"]["secretKeyRef"], "optional": True}
+        }
+    assert env == expected, "the init env without REDIS_CLUSTER_RECOVER_LOST_SLOTS"
+    # Same pod as the init Job but for the container's name, args and env.
+    init = init_job(objs)["spec"]["template"]["spec"]
+    spec = job["spec"]["template"]["spec"]
+    strip = ("name", "args", "env")
+    assert {k: v for k, v in tool(job).items() if k not in strip} == {
+        k: v for k, v in tool(init_job(objs)).items() if k not in strip
+    }
+    assert {k: v for k, v in spec.items() if k != "containers"} == {
+        k: v for k, v in init.items() if k != "containers"
+    }
+
+
+def test_scale_in_job_is_told_the_smaller_shape(renderer):
+    objs = renderer.render({"cluster": {"masters": 4, "replicasPerMaster": 0}})
+    env = env_of(tool(scale_in_job(objs)))
+    assert (
+        env["REDIS_CLUSTER_PODS"],
+        env["REDIS_CLUSTER_MASTERS"],
+        env["REDIS_CLUSTER_REPLICAS_PER_MASTER"],
+    ) == ("4", "4", "0")
+    assert sts_of(objs)["spec"]["replicas"] == 4
+
+
+def test_memory_limit_reaches_the_tools_only_when_redis_has_one(rendered):
+    storageclass = rendered("storageclass")
+    for workload in of_kind(storageclass, "Job") + of_kind(storageclass, "Deployment"):
+        assert env_of(tool(workload))["REDIS_CLUSTER_MEMORY_LIMIT"] == "2Gi"
+    defaults = rendered("defaults")
+    for workload in of_kind(defaults, "Job") + of_kind(defaults, "Deployment"):
+        assert "REDIS_CLUSTER_MEMORY_LIMIT" not in env_of(tool(workload))
+
+
+def test_recover_lost_slots_is_off_by_default_and_given_to_the_init_job_only(renderer, rendered):
+    assert env_of(tool(init_job(rendered("defaults"))))["REDIS_CLUSTER_RECOVER_LOST_SLOTS"] == "false"
+    for objs in (rendered("5-masters-2-replicas"), renderer.render({"cluster": {"recoverLostSlots": True}})):
+        assert env_of(tool(init_job(objs)))["REDIS_CLUSTER_RECOVER_LOST_SLOTS"] == "true"
+        assert "REDIS_CLUSTER_RECOVER_LOST_SLOTS" not in env_of(tool(scale_in_job(objs)))
+        assert "REDIS_CLUSTER_RECOVER_LOST_SLOTS" not in env_of(tool(reconciler_of(objs)))
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
 def test_hook_rbac_reads_pods_only_and_exists_before_the_job(rendered, scenario):
     objs = rendered(scenario)
-    job = one(objs, "Job")
+    job = init_job(objs)
     sa_name = job["spec"]["template"]["spec"]["serviceAccountName"]
-    role = one(objs, "Role")
-    binding = one(objs, "RoleBinding")
+    assert scale_in_job(objs)["spec"]["template"]["spec"]["serviceAccountName"] == sa_name
+    role = by_component(objs, "Role", "cluster-init")
+    binding = by_component(objs, "RoleBinding", "cluster-init")
     hook_sa = one(objs, "ServiceAccount", sa_name)
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
     assert binding["roleRef"] == {
@@ -345,10 +452,13 @@ def test_hook_rbac_reads_pods_only_and_exists_before_the_job(rendered, scenario)
         "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}]
-    job_weight = int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    # Both phases' Jobs use them: created first in each phase (lower weight), deleted after it succeeded
+    # (hook-succeeded) and created again for the next phase.
+    job_weight = min(int(j["metadata"]["annotations"]["helm.sh/hook-weight"]) for j in of_kind(objs, "Job"))
     for obj in (role, binding, hook_sa):
         annotations = obj["metadata"]["annotations"]
-        assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+        assert annotations["helm.sh/hook"] == "pre-upgrade,post-install,post-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
         assert int(annotations["helm.sh/hook-weight"]) < job_weight
     assert int(role["metadata"]["annotations"]["helm.sh/hook-weight"]) <= int(
         binding["metadata"]["annotations"]["helm.sh/hook-weight"]
@@ -542,7 +652,8 @@ def test_auth_existing_secret_is_referenced_not_rendered(rendered):
     objs = rendered("auth-existing-secret")
     ref = {"secretKeyRef": {"name": "my-redis-auth", "key": "password"}}
     assert env_of(redis_of(objs))["REDIS_PASSWORD"] == ref
-    assert env_of(one(objs, "Job")["spec"]["template"]["spec"]["containers"][0])["REDIS_PASSWORD"] == ref
+    assert env_of(tool(init_job(objs)))["REDIS_PASSWORD"] == ref
+    assert env_of(tool(reconciler_of(objs)))["REDIS_PASSWORD"] == ref
     assert env_of(one(objs, "Pod")["spec"]["containers"][0])["REDISCLI_AUTH"] == ref
     assert not of_kind(objs, "Secret")
 
@@ -588,7 +699,7 @@ def test_five_masters_two_replicas_on_a_custom_port_and_domain(rendered):
         "maxmemory-policy allkeys-lru",
     ]:
         assert line in conf
-    env = env_of(one(objs, "Job")["spec"]["template"]["spec"]["containers"][0])
+    env = env_of(tool(init_job(objs)))
     assert (
         env["REDIS_CLUSTER_PODS"],
         env["REDIS_CLUSTER_MASTERS"],
@@ -616,8 +727,10 @@ def test_hard_anti_affinity_requires_distinct_zones(rendered):
     meta = sts_of(objs)["spec"]["template"]["metadata"]
     assert meta["labels"]["team"] == "cache"
     assert meta["annotations"]["example.org/backup"] == "false"
-    # The hook and the test pod run on the same dedicated nodes.
-    assert one(objs, "Job")["spec"]["template"]["spec"]["tolerations"] == spec["tolerations"]
+    # The hooks, the reconciler and the test pod run on the same dedicated nodes.
+    for pod in tool_pods(objs):
+        assert pod["spec"]["tolerations"] == spec["tolerations"]
+        assert pod["spec"]["nodeSelector"] == spec["nodeSelector"]
     assert one(objs, "Pod")["spec"]["nodeSelector"] == spec["nodeSelector"]
 
 
@@ -635,12 +748,11 @@ def test_network_policy_client_port_from_release_pods_and_sources_bus_between_re
     assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "my-app"}}} in client["from"]
     assert bus["ports"] == [{"port": "redis-bus", "protocol": "TCP"}]
     assert bus["from"] == [{"podSelector": {"matchLabels": REDIS_SELECTOR}}]
-    # The hook Job and the helm test pod still reach the client port, but not the bus.
+    # The hook Jobs, the reconciler and the helm test pod still reach the client port, but not the bus.
     release_peer = client["from"][0]["podSelector"]["matchLabels"]
-    for labels in (
-        one(objs, "Job")["spec"]["template"]["metadata"]["labels"],
-        one(objs, "Pod")["metadata"]["labels"],
-    ):
+    for labels in [pod["metadata"]["labels"] for pod in tool_pods(objs)] + [
+        one(objs, "Pod")["metadata"]["labels"]
+    ]:
         assert labels_match(release_peer, labels)
         assert not labels_match(bus["from"][0]["podSelector"]["matchLabels"], labels)
     dns, peers = spec["egress"]
@@ -652,12 +764,125 @@ def test_network_policy_client_port_from_release_pods_and_sources_bus_between_re
 def test_hook_disabled_renders_no_hook_and_uses_the_given_service_account(rendered):
     objs = rendered("hook-disabled")
     assert not of_kind(objs, "Job") and not of_kind(objs, "Role") and not of_kind(objs, "ServiceAccount")
+    assert not of_kind(objs, "Deployment"), "reconciler.enabled false"
     sts = one(objs, "StatefulSet", "cache")
     spec = sts["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "redis-sa"
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
     assert sts["spec"]["serviceName"] == "cache-headless"
     assert one(objs, "Pod")["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+# --- the reconciler and the claims' retention --------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
+def test_reconciler_runs_one_pod_with_the_tools_env_and_its_interval(rendered, scenario):
+    objs = rendered(scenario)
+    values = merged_values(scenario_values(scenario))
+    deployment = reconciler_of(objs)
+    assert deployment["metadata"]["name"] == f"{FULL}-reconciler"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "never two reconcilers at once"
+    assert "helm.sh/hook" not in deployment["metadata"].get("annotations", {})
+    c = tool(deployment)
+    assert c["args"] == ["reconcile"]
+    assert c["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    expected = tools_env(objs, values)
+    expected["REDIS_CLUSTER_RECONCILE_INTERVAL"] = str(values["reconciler"]["intervalSeconds"])
+    assert env_of(c) == expected, "never REDIS_CLUSTER_RECOVER_LOST_SLOTS"
+    assert c.get("resources") == values["reconciler"]["resources"]
+    assert c["securityContext"] == tool(init_job(objs))["securityContext"]
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True and spec["enableServiceLinks"] is False
+    assert "restartPolicy" not in spec
+    assert spec["securityContext"] == sts_of(objs)["spec"]["template"]["spec"]["securityContext"]
+    assert spec["serviceAccountName"] == deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
+def test_reconciler_pods_are_never_taken_for_redis_pods(rendered, scenario):
+    objs = rendered(scenario)
+    deployment = reconciler_of(objs)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "reconciler"
+    assert labels_match(deployment["spec"]["selector"]["matchLabels"], labels)
+    redis_labels = sts_of(objs)["spec"]["template"]["metadata"]["labels"]
+    assert not labels_match(deployment["spec"]["selector"]["matchLabels"], redis_labels)
+    # The tools' pod query, the Services, the PDB and the anti-affinity all select component=redis.
+    query = dict(
+        pair.split("=") for pair in env_of(tool(deployment))["REDIS_CLUSTER_POD_SELECTOR"].split(",")
+    )
+    selectors = [query, one(objs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]]
+    selectors += [s["spec"]["selector"] for s in of_kind(objs, "Service")]
+    for selector in selectors:
+        assert not labels_match(selector, labels)
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "hook-disabled"])
+def test_reconciler_rbac_watches_pods_only_and_is_no_hook(rendered, scenario):
+    objs = rendered(scenario)
+    name = reconciler_of(objs)["metadata"]["name"]
+    role = one(objs, "Role", name)
+    binding = one(objs, "RoleBinding", name)
+    sa = one(objs, "ServiceAccount", name)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    for obj in (role, binding, sa):
+        assert "helm.sh/hook" not in obj["metadata"].get("annotations", {})
+        assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == "reconciler"
+
+
+def test_reconciler_is_on_by_default_and_off_by_value(renderer, rendered):
+    assert rendered("defaults") and reconciler_of(rendered("defaults"))
+    objs = renderer.render({"reconciler": {"enabled": False}})
+    assert not of_kind(objs, "Deployment")
+    names = {o["metadata"]["name"] for o in objs}
+    assert not {n for n in names if n.endswith("-reconciler")}
+    assert init_job(objs) and scale_in_job(objs), "the hooks still run"
+
+
+def test_reconciler_interval_and_resources_come_from_the_values(rendered):
+    sized = tool(reconciler_of(rendered("storageclass")))
+    assert sized["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "160Mi"}}
+    env = env_of(tool(reconciler_of(rendered("5-masters-2-replicas"))))
+    assert env["REDIS_CLUSTER_RECONCILE_INTERVAL"] == "10"
+    assert env_of(tool(reconciler_of(rendered("defaults"))))["REDIS_CLUSTER_RECONCILE_INTERVAL"] == "2"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_claims_retention_policy_follows_the_values_when_there_are_claims(rendered, scenario):
+    values = merged_values(scenario_values(scenario))
+    spec = sts_of(rendered(scenario))["spec"]
+    if values["persistence"]["type"] == "none":
+        assert "persistentVolumeClaimRetentionPolicy" not in spec
+        return
+    assert spec["persistentVolumeClaimRetentionPolicy"] == values["persistence"]["retentionPolicy"]
+
+
+def test_claims_are_retained_by_default_and_deleted_on_scale_in_when_asked(rendered):
+    policy = sts_of(rendered("defaults"))["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy == {"whenScaled": "Retain", "whenDeleted": "Retain"}
+    policy = sts_of(rendered("storageclass"))["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy == {"whenScaled": "Delete", "whenDeleted": "Retain"}
+
+
+@pytest.mark.parametrize("scenario", ["nfs", "hostpath"])
+def test_static_pvs_a_scale_in_leaves_out_stay_with_their_claims(renderer, scenario):
+    """A smaller cluster renders fewer PVs; Helm keeps the ones left out (resource-policy keep), so a
+    retained claim never loses its volume and a later scale-out adopts the PV again."""
+    values = scenario_values(scenario)
+    before = of_kind(renderer.render(values), "PersistentVolume")
+    smaller = {**values, "cluster": {"masters": 3, "replicasPerMaster": 0}}
+    after = {pv["metadata"]["name"] for pv in of_kind(renderer.render(smaller), "PersistentVolume")}
+    left_out = [pv for pv in before if pv["metadata"]["name"] not in after]
+    assert len(after) == 3 and len(left_out) == 3
+    assert sorted(pv["spec"]["claimRef"]["name"] for pv in left_out) == [
+        f"data-{FULL}-{i}" for i in (3, 4, 5)
+    ]
+    for pv in left_out:
+        assert pv["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 # --- across renders --------------------------------------------------------------------------------

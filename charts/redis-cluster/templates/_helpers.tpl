@@ -96,6 +96,20 @@ Name of the hook Job and of its ServiceAccount, Role and RoleBinding.
 {{- end -}}
 
 {{/*
+Name of the pre-upgrade scale-in Job (it runs under the hook's ServiceAccount).
+*/}}
+{{- define "redis-cluster.scaleInJobName" -}}
+{{- printf "%s-scale-in" (include "redis-cluster.hookName" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
+Name of the reconciler Deployment and of its ServiceAccount, Role and RoleBinding.
+*/}}
+{{- define "redis-cluster.reconcilerName" -}}
+{{- printf "%s-reconciler" (include "redis-cluster.fullname" . | trunc 52 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
 ServiceAccount of the Redis pods.
 */}}
 {{- define "redis-cluster.serviceAccountName" -}}
@@ -203,6 +217,106 @@ Hook image reference.
 {{- end -}}
 
 {{/*
+Environment of the helm-redis tools (hook Jobs, reconciler): where the Redis pods are and the shape the
+values ask for. Call with (dict "root" $ "optionalPassword" BOOL).
+optionalPassword: Argo CD runs the pre-upgrade Job (PreSync) on the first sync too, before the chart's
+Secret exists; the pod must start then (it finds no Redis pod and does nothing).
+*/}}
+{{- define "redis-cluster.toolsEnv" -}}
+{{- $root := .root -}}
+- name: REDIS_CLUSTER_STATEFULSET
+  value: {{ include "redis-cluster.fullname" $root | quote }}
+- name: REDIS_CLUSTER_SERVICE
+  value: {{ include "redis-cluster.headlessServiceName" $root | quote }}
+- name: REDIS_CLUSTER_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: REDIS_CLUSTER_DOMAIN
+  value: {{ $root.Values.clusterDomain | quote }}
+- name: REDIS_CLUSTER_PORT
+  value: {{ $root.Values.redis.port | quote }}
+- name: REDIS_CLUSTER_PODS
+  value: {{ include "redis-cluster.replicas" $root | quote }}
+- name: REDIS_CLUSTER_MASTERS
+  value: {{ $root.Values.cluster.masters | quote }}
+- name: REDIS_CLUSTER_REPLICAS_PER_MASTER
+  value: {{ $root.Values.cluster.replicasPerMaster | quote }}
+- name: REDIS_CLUSTER_POD_SELECTOR
+  value: {{ include "redis-cluster.redisSelectorQuery" $root | quote }}
+- name: REDIS_CLUSTER_WAIT_TIMEOUT
+  value: {{ $root.Values.hook.waitTimeoutSeconds | quote }}
+{{- with dig "limits" "memory" "" $root.Values.redis.resources }}
+# A scale-in refuses when the data would not fit the remaining masters (maxmemory or this limit).
+- name: REDIS_CLUSTER_MEMORY_LIMIT
+  value: {{ . | quote }}
+{{- end }}
+{{- if $root.Values.auth.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "redis-cluster.secretName" $root }}
+      key: {{ include "redis-cluster.secretPasswordKey" $root }}
+      {{- if .optionalPassword }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Pod spec of the helm-redis tools: the hook Jobs and the reconciler differ only in what this takes.
+Call with (dict "root" $ "name" CONTAINER "args" LIST "serviceAccountName" NAME "resources" MAP
+"restartPolicy" POLICY-or-nothing "env" EXTRA-ENV-LIST-or-nothing "optionalPassword" BOOL).
+*/}}
+{{- define "redis-cluster.toolsPodSpec" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ .serviceAccountName }}
+# The tools list the Redis pods through the API.
+automountServiceAccountToken: true
+enableServiceLinks: false
+{{- with .restartPolicy }}
+restartPolicy: {{ . }}
+{{- end }}
+securityContext:
+  {{- include "redis-cluster.podSecurityContext" $root | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ .name }}
+    image: {{ include "redis-cluster.hookImage" $root }}
+    imagePullPolicy: {{ $root.Values.hook.image.pullPolicy }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+    env:
+      {{- include "redis-cluster.toolsEnv" (dict "root" $root "optionalPassword" .optionalPassword) | nindent 6 }}
+      {{- with .env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    securityContext:
+      {{- include "redis-cluster.containerSecurityContext" $root | nindent 6 }}
+    {{- with .resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{/*
 Redis image reference.
 */}}
 {{- define "redis-cluster.image" -}}
@@ -232,6 +346,13 @@ Checks that values.schema.json cannot express; each failure names the keys to fi
 {{- $detectAndElect := add (div (mul 2 (int .Values.cluster.nodeTimeout)) 1000) 1 -}}
 {{- if and (gt $takeover 0) (lt $takeover $detectAndElect) -}}
 {{- fail (printf "redis.takeoverTimeoutSeconds (%d) is shorter than a failover takes at cluster.nodeTimeout %v ms: set it to at least %d (2 × cluster.nodeTimeout + 1 s), or 0 to never wait" $takeover .Values.cluster.nodeTimeout $detectAndElect) -}}
+{{- end -}}
+{{- if has .Values.persistence.type (list "nfs" "hostPath") -}}
+{{- range $when, $policy := .Values.persistence.retentionPolicy -}}
+{{- if eq $policy "Delete" -}}
+{{- fail (printf "persistence.retentionPolicy.%s is Delete but persistence.type is %s: a static PV is pre-bound to its claim's name and is never bound again once that claim is deleted (and its directory keeps the data): keep Retain and delete the claims, PVs and directories by hand" $when $.Values.persistence.type) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if gt (len (include "redis-cluster.fullname" .)) 52 -}}
 {{- fail (printf "the full name %q is longer than 52 characters (StatefulSet pod labels need room for a revision hash): set fullnameOverride or a shorter release name" (include "redis-cluster.fullname" .)) -}}
