@@ -122,41 +122,59 @@ def _in_pod_members(
     )
 
 
+# The hook Jobs and the reconciler read these from REDIS_CLUSTER_* variables set by the chart.
+InitMastersOption = Annotated[
+    int | None,
+    typer.Option(envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters wanted [default: nodes / (1 + R)]."),
+]
+InitReplicasOption = Annotated[
+    int, typer.Option("--replicas-per-master", "-r", envvar="REDIS_CLUSTER_REPLICAS_PER_MASTER", min=0)
+]
+StatefulSetOption = Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_STATEFULSET")]
+ServiceOption = Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_SERVICE", help="Headless Service.")]
+NamespaceOption = Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_NAMESPACE")]
+DomainOption = Annotated[str, typer.Option(envvar="REDIS_CLUSTER_DOMAIN")]
+PortOption = Annotated[int, typer.Option(envvar="REDIS_CLUSTER_PORT", min=1, max=65535)]
+PodsOption = Annotated[
+    int | None, typer.Option(envvar="REDIS_CLUSTER_PODS", min=1, help="Pods of the release's new shape.")
+]
+PodSelectorOption = Annotated[
+    str | None,
+    typer.Option(envvar="REDIS_CLUSTER_POD_SELECTOR", help="Label selector of the release's Redis pods."),
+]
+WaitTimeoutOption = Annotated[
+    float, typer.Option(envvar="REDIS_CLUSTER_WAIT_TIMEOUT", min=1, help="Seconds to wait, in all.")
+]
+
+
 @app.command()
 @one_line_errors
 def init(
     nodes: NodesOption = None,
-    masters: Annotated[
-        int | None,
-        typer.Option(
-            envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters wanted [default: nodes / (1 + R)]."
-        ),
-    ] = None,
-    replicas_per_master: Annotated[
-        int, typer.Option("--replicas-per-master", "-r", envvar="REDIS_CLUSTER_REPLICAS_PER_MASTER", min=0)
-    ] = 1,
+    masters: InitMastersOption = None,
+    replicas_per_master: InitReplicasOption = 1,
     password: PasswordOption = None,
-    statefulset: Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_STATEFULSET")] = None,
-    service: Annotated[
-        str | None, typer.Option(envvar="REDIS_CLUSTER_SERVICE", help="Headless Service.")
-    ] = None,
-    namespace: Annotated[str | None, typer.Option(envvar="REDIS_CLUSTER_NAMESPACE")] = None,
-    cluster_domain: Annotated[str, typer.Option(envvar="REDIS_CLUSTER_DOMAIN")] = "cluster.local",
-    port: Annotated[int, typer.Option(envvar="REDIS_CLUSTER_PORT", min=1, max=65535)] = 6379,
-    pods: Annotated[int | None, typer.Option(envvar="REDIS_CLUSTER_PODS", min=1)] = None,
-    pod_selector: Annotated[
-        str | None,
+    statefulset: StatefulSetOption = None,
+    service: ServiceOption = None,
+    namespace: NamespaceOption = None,
+    cluster_domain: DomainOption = "cluster.local",
+    port: PortOption = 6379,
+    pods: PodsOption = None,
+    pod_selector: PodSelectorOption = None,
+    timeout: WaitTimeoutOption = 300,
+    recover_lost_slots: Annotated[
+        bool,
         typer.Option(
-            envvar="REDIS_CLUSTER_POD_SELECTOR", help="Label selector to learn each pod's k8s node."
+            "--recover-lost-slots",
+            envvar="REDIS_CLUSTER_RECOVER_LOST_SLOTS",
+            help="Give the slots of a shard that lost its master and every replica with their data to an "
+            "empty node, accepting that their keys are lost (refused without this).",
         ),
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(envvar="REDIS_CLUSTER_WAIT_TIMEOUT", min=1, help="Seconds to wait, in all.")
-    ] = 300,
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
-    """Form the cluster (or finish or grow it); a formed cluster is left untouched."""
+    """Form the cluster (or finish, grow or heal it); a formed cluster is left untouched."""
     if nodes:
         members = members_from_addresses(parse_node_list(nodes))
     else:
@@ -165,11 +183,150 @@ def init(
     connector = Connector(password)
     try:
         result = Formation(
-            connector, members, wanted_masters, replicas_per_master, timeout, output.progress
+            connector,
+            members,
+            wanted_masters,
+            replicas_per_master,
+            timeout,
+            output.progress,
+            recover_lost_slots=recover_lost_slots,
         ).run(dry_run=dry_run)
     finally:
         connector.close()
     _report_formation(result, output_format, dry_run)
+
+
+@app.command("scale-in")
+@one_line_errors
+def scale_in(
+    nodes: Annotated[
+        str | None,
+        typer.Option(
+            "--nodes",
+            envvar="REDIS_CLUSTER_NODES",
+            help="Every node that runs now, in pod order (HOST:PORT,...); the first masters x (1 + R) stay.",
+            show_default=False,
+        ),
+    ] = None,
+    masters: Annotated[
+        int, typer.Option(envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters after the scale-in.")
+    ] = 3,
+    replicas_per_master: InitReplicasOption = 1,
+    password: PasswordOption = None,
+    statefulset: StatefulSetOption = None,
+    service: ServiceOption = None,
+    namespace: NamespaceOption = None,
+    cluster_domain: DomainOption = "cluster.local",
+    port: PortOption = 6379,
+    pods: PodsOption = None,
+    pod_selector: PodSelectorOption = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            envvar="REDIS_CLUSTER_MEMORY_LIMIT",
+            help="Memory limit of a Redis container (e.g. 512Mi), used when maxmemory is not set.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: WaitTimeoutOption = 300,
+    output_format: OutputOption = output.OutputFormat.table,
+) -> None:
+    """Before the StatefulSet shrinks: move every slot and its keys off the pods that will be removed,
+    and give each remaining master its replicas from the remaining pods."""
+    from .scalein import ScaleIn
+
+    if nodes:
+        members = members_from_addresses(parse_node_list(nodes))
+    else:
+        from .k8s import running_pod_count
+
+        running = running_pod_count(namespace or "", pod_selector or "") if namespace and pod_selector else 0
+        if running == 0:
+            output.progress("no Redis pod runs yet: nothing to scale in")
+            _report_scale_in(None, output_format)
+            return
+        members = _in_pod_members(
+            statefulset, service, namespace, cluster_domain, port, running, pod_selector
+        )
+    connector = Connector(password)
+    try:
+        result = ScaleIn(
+            connector,
+            members,
+            masters,
+            replicas_per_master,
+            timeout,
+            output.progress,
+            memory_limit=_parse_quantity(memory_limit),
+        ).run()
+    finally:
+        connector.close()
+    _report_scale_in(result, output_format)
+
+
+def _parse_quantity(text: str | None) -> int | None:
+    if not text:
+        return None
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return int(parse_quantity(text))
+    except ValueError:
+        raise UsageError(f"memory limit {text!r} is not a Kubernetes quantity (for example 512Mi)") from None
+
+
+def _report_scale_in(result, output_format: output.OutputFormat) -> None:
+    data = result.as_dict() if result else {"leaving": [], "actions": []}
+    if output_format is output.OutputFormat.json:
+        output.emit_json(data)
+        return
+    if not data["leaving"]:
+        output.stdout.print("no pod leaves: nothing changed")
+        return
+    output.stdout.print(f"leaving: {', '.join(data['leaving'])}")
+    for action in data["actions"]:
+        output.stdout.print(f"- {action}")
+
+
+@app.command()
+@one_line_errors
+def reconcile(
+    nodes: NodesOption = None,
+    masters: InitMastersOption = None,
+    replicas_per_master: InitReplicasOption = 1,
+    password: PasswordOption = None,
+    statefulset: StatefulSetOption = None,
+    service: ServiceOption = None,
+    namespace: NamespaceOption = None,
+    cluster_domain: DomainOption = "cluster.local",
+    port: PortOption = 6379,
+    pods: PodsOption = None,
+    pod_selector: PodSelectorOption = None,
+    interval: Annotated[
+        float,
+        typer.Option(envvar="REDIS_CLUSTER_RECONCILE_INTERVAL", min=0.1, help="Seconds between two looks."),
+    ] = 2.0,
+    passes: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many looks (default: run until stopped).")
+    ] = None,
+    timeout: WaitTimeoutOption = 120,
+) -> None:
+    """Keep membership whole without helm: a pod that comes back with an empty volume takes its
+    predecessor's place, and departed node IDs are forgotten on every node."""
+    from .reconcile import Reconciler
+
+    if nodes:
+        members = members_from_addresses(parse_node_list(nodes))
+    else:
+        members = _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
+    wanted_masters = masters or len(members) // (1 + replicas_per_master)
+    connector = Connector(password)
+    try:
+        Reconciler(connector, members, wanted_masters, replicas_per_master, output.progress, timeout).run(
+            interval, passes
+        )
+    finally:
+        connector.close()
 
 
 def _report_formation(result: FormationResult, output_format: output.OutputFormat, dry_run: bool) -> None:

@@ -67,6 +67,12 @@ class ClusterNotComplete(HelmRedisError):
     exit_code = 1
 
 
+class ShardLost(HelmRedisError):
+    """A shard's master and every replica are gone with their data: its slots have no copy anywhere."""
+
+    exit_code = 1
+
+
 class PlanError(HelmRedisError):
     """The requested shape cannot be built from the nodes at hand."""
 

@@ -9,17 +9,18 @@ untouched. Nothing here ever resets or flushes a node.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .clusterview import TOTAL_SLOTS, NodeView, compress_slots, format_ranges
-from .errors import ClusterNotComplete, NodesNotReady, PlanError, UnexpectedData
-from .health import DONE_CHECKS, Check, Expectation, assess, failed
-from .nodes import Connector, NodeAddress, parallel, resolve_host, try_read_views, wait_until_reachable
+from . import membership
+from .clusterstate import ClusterState
+from .clusterview import NodeView, compress_slots, format_ranges
+from .errors import PlanError, ShardLost, UnexpectedData
+from .health import DONE_CHECKS, Check, failed
+from .membership import LostShard, node_label
+from .nodes import Connector, NodeAddress, parallel, resolve_host, wait_until_reachable
+from .operation import ClusterOperation, Progress
 from .plan import Assignment, Member, assign_roles, colocated, slot_ranges
-from .slots import SlotMove, move_slots, plan_rebalance
-
-Progress = Callable[[str], None]
+from .slots import move_slots, plan_rebalance
 
 
 @dataclass
@@ -30,6 +31,8 @@ class FormationResult:
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    lost_slots: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -37,44 +40,16 @@ class FormationResult:
             "actions": self.actions,
             "plan": self.plan,
             "warnings": self.warnings,
+            "forgotten": self.forgotten,
+            "lost_slots": self.lost_slots,
             "checks": [c.as_dict() for c in self.checks],
             "seconds": round(self.seconds, 3),
         }
 
 
-@dataclass
-class _State:
-    """The cluster as the nodes describe it, keyed by member."""
+class Formation(ClusterOperation):
+    """Form the cluster, or finish or grow it (see the module's docstring)."""
 
-    views: dict[Member, NodeView]
-
-    def member_by_id(self) -> dict[str, Member]:
-        return {view.node_id: member for member, view in self.views.items()}
-
-    def owners(self) -> list[Member]:
-        return sorted((m for m, v in self.views.items() if v.myself.slots), key=lambda m: m.ordinal)
-
-    def replicas(self) -> dict[Member, list[Member]]:
-        by_id = self.member_by_id()
-        result: dict[Member, list[Member]] = {}
-        for member, view in self.views.items():
-            master = by_id.get(view.myself.master_id or "")
-            if view.myself.is_replica and master is not None:
-                result.setdefault(master, []).append(member)
-        return result
-
-    def total_keys(self) -> int:
-        return sum(v.keys for v in self.views.values())
-
-    def uncovered(self) -> list[int]:
-        served: set[int] = set()
-        for view in self.views.values():
-            for start, end in view.myself.slots:
-                served.update(range(start, end + 1))
-        return [slot for slot in range(TOTAL_SLOTS) if slot not in served]
-
-
-class Formation:
     def __init__(
         self,
         connector: Connector,
@@ -83,70 +58,11 @@ class Formation:
         replicas_per_master: int,
         timeout: float = 120.0,
         progress: Progress = lambda _msg: None,
+        recover_lost_slots: bool = False,
     ) -> None:
-        if masters < 1:
-            raise PlanError(f"masters must be at least 1, got {masters}")
-        if len(members) < masters * (1 + replicas_per_master):
-            raise PlanError(
-                f"{masters} masters with {replicas_per_master} replica(s) each need "
-                f"{masters * (1 + replicas_per_master)} nodes, only {len(members)} given"
-            )
-        self.connector = connector
-        self.members = sorted(members, key=lambda m: m.ordinal)
-        self.masters = masters
-        self.replicas_per_master = replicas_per_master
-        self.timeout = timeout
-        self.progress = progress
-        self.deadline = 0.0
+        super().__init__(connector, members, masters, replicas_per_master, timeout, progress)
+        self.recover_lost_slots = recover_lost_slots
         self.result = FormationResult(already_formed=False)
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    def _read(self) -> _State:
-        """Every member's view. Members that do not answer are waited for, bounded by the run's deadline:
-        `helm upgrade` without --wait (and an Argo CD sync) runs this hook while the StatefulSet still
-        rolls, so pods restart and reload their data under it."""
-        reported = ""
-        while True:
-            results = try_read_views(self.connector, [m.address for m in self.members])
-            down = {m: r for m, r in zip(self.members, results, strict=True) if isinstance(r, Exception)}
-            if not down:
-                return _State(dict(zip(self.members, results, strict=True)))  # type: ignore[arg-type]
-            names = ", ".join(m.name for m in down)
-            if time.monotonic() > self.deadline:
-                first = next(iter(down.values()))
-                raise NodesNotReady(f"{len(down)} node(s) still do not answer ({names}): {first}")
-            if names != reported:
-                self.progress(f"waiting for {len(down)} node(s) restarting or loading: {names}")
-                reported = names
-            time.sleep(0.5)
-
-    def _checks(self, state: _State) -> list[Check]:
-        return assess(
-            list(state.views.values()),
-            Expectation(self.masters, self.replicas_per_master),
-            names={str(m.address): m.name for m in self.members},
-        )
-
-    def _wait(self, what: str, condition: Callable[[_State], list[str]]) -> _State:
-        """Poll every node until `condition` returns no complaints, or fail at the deadline."""
-        reported = ""
-        while True:
-            state = self._read()
-            complaints = condition(state)
-            if not complaints:
-                return state
-            if time.monotonic() > self.deadline:
-                raise ClusterNotComplete(f"timed out waiting for {what}: {'; '.join(complaints[:3])}")
-            summary = complaints[0]
-            if summary != reported:
-                self.progress(f"waiting for {what}: {summary}")
-                reported = summary
-            time.sleep(0.05)
-
-    def _act(self, description: str) -> None:
-        self.result.actions.append(description)
-        self.progress(description)
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -168,6 +84,12 @@ class Formation:
             self.result.seconds = time.monotonic() - started
             self.progress("already formed: nothing to do")
             return self.result
+        if dry_run:
+            lost = membership.lost_shards(state)
+            if lost and not self.recover_lost_slots:
+                raise ShardLost(self._lost_message(lost))
+        else:
+            state = self._resolve_departed(state)
         if self._settling(state):
             # A rollout or a restart is under way: nothing to form, only to wait for (acting on a cluster
             # whose nodes come and go could only race Redis's own failovers).
@@ -196,7 +118,7 @@ class Formation:
         self.progress(f"formed in {self.result.seconds:.2f} s")
         return self.result
 
-    def _settling(self, state: _State) -> bool:
+    def _settling(self, state: ClusterState) -> bool:
         """Formed in shape (every slot served by the wanted number of masters, every other member a
         replica of one, every member known to all, no slot moving), only not done yet."""
         owners = state.owners()
@@ -207,12 +129,102 @@ class Formation:
             and not state.uncovered()
             and set(owners) | replicas == set(self.members)
             and all(ids <= set(v.by_id()) for v in state.views.values())
-            and not self._open_slot_moves(state)
+            and not state.open_slot_moves()
         )
+
+    # -- departed nodes --------------------------------------------------------------------------
+
+    def _resolve_departed(self, state: ClusterState) -> ClusterState:
+        """Node IDs the members list but no member is (a lost volume, a scale-in, a restart without
+        persistence): wait for Redis to promote a replica where a gone master has one, give a shard that
+        lost every copy to an empty member only when asked to, then forget the gone IDs everywhere."""
+        if not state.departed():
+            return state
+        lost = membership.lost_shards(state)
+        if lost:
+            if not self.recover_lost_slots:
+                raise ShardLost(self._lost_message(lost))
+            state = self._recover_lost_slots(state, lost)
+        for node_id, node in membership.stranded_masters(state).items():
+            replica = membership.best_replica(state, node_id)
+            if replica is not None:
+                self.connector.client(replica.address).execute_command("CLUSTER", "FAILOVER", "FORCE")
+                self._act(
+                    f"{replica.name} takes over from {node_label(node)}, whose address another node has"
+                )
+        if membership.awaiting_failover(state):
+            state = self._wait(
+                "Redis to promote a replica of each departed master",
+                lambda s: [
+                    f"{node_label(n)} still owns slots" for n in membership.awaiting_failover(s).values()
+                ],
+            )
+        if any(not n.slots for n in membership.strangers(state).values()):
+            # A pod that a scale-in removes still answers while it stops.
+            state = self._wait(
+                "departed nodes to stop",
+                lambda s: [
+                    f"{node_label(n)} still answers" for n in membership.strangers(s).values() if not n.slots
+                ],
+            )
+        gone = membership.gone(state)
+        if gone:
+            membership.forget(self.connector, state, list(gone))
+            labels = [node_label(n) for n in gone.values()]
+            self.result.forgotten += labels
+            self._act(f"forgot departed node(s) {', '.join(labels)} on every node")
+            state = self._wait(
+                "every node to forget the departed nodes",
+                lambda s: [
+                    f"{m.name} still lists {node_label(n)}" for i, n in gone.items() for m in s.listed_by(i)
+                ],
+            )
+        return state
+
+    def _lost_message(self, lost: list[LostShard]) -> str:
+        return (
+            f"{len(lost)} shard(s) lost their master and every replica with their data: "
+            + "; ".join(shard.describe() for shard in lost)
+            + ". Bring back a volume of one of those pods if you can; or accept the loss: run `helm-redis "
+            "init --recover-lost-slots` (chart: helm upgrade --set cluster.recoverLostSlots=true once), "
+            "which gives those slots to an empty node"
+        )
+
+    def _recover_lost_slots(self, state: ClusterState, lost: list[LostShard]) -> ClusterState:
+        """The explicit opt-in: forget the lost shard's nodes, then give its slots to an empty member
+        (preferably the pod that ran its master), accepting that their keys are gone."""
+        placed = state.placed()
+        empty = [m for m, v in state.views.items() if m not in placed and not v.keys and not v.myself.slots]
+        for shard in lost:
+            successor = membership.successor_of(shard.master, empty)
+            if successor is None and not empty:
+                raise ShardLost(
+                    f"{shard.describe()}: no empty node is left to take them; add a pod or free one, then "
+                    "run again"
+                )
+            target = successor or empty[0]
+            empty.remove(target)
+            ids = [shard.master.node_id] + [r.node_id for r in shard.replicas]
+            membership.forget(self.connector, state, ids)
+            args: list[int] = [bound for slot_range in shard.slots for bound in slot_range]
+            client = self.connector.client(target.address)
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", *args)
+            if not state.views[target].knows_only_itself:
+                # A lonely node gets a fresh epoch before MEET (below); one already in the cluster needs
+                # a higher one for its claim to win everywhere.
+                client.execute_command("CLUSTER", "BUMPEPOCH")
+            lost_text = format_ranges(shard.slots)
+            self.result.lost_slots.append(lost_text)
+            self.result.forgotten += [node_label(shard.master)] + [node_label(r) for r in shard.replicas]
+            self.result.warnings.append(
+                f"slots {lost_text} were lost with {shard.describe()}; {target.name} serves them now, empty"
+            )
+            self._act(f"gave the lost slots {lost_text} to {target.name} (their keys are lost)")
+        return self._read()
 
     # -- safety ----------------------------------------------------------------------------------
 
-    def _refuse_unexpected_data(self, state: _State) -> None:
+    def _refuse_unexpected_data(self, state: ClusterState) -> None:
         """Refuse, naming the node, wherever acting could overwrite or orphan keys."""
         ids = set(state.member_by_id())
         replicas = {r for rs in state.replicas().values() for r in rs}
@@ -247,7 +259,7 @@ class Formation:
 
     # -- planning --------------------------------------------------------------------------------
 
-    def _plan(self, state: _State) -> tuple[Assignment, dict[Member, list[int]]]:
+    def _plan(self, state: ClusterState) -> tuple[Assignment, dict[Member, list[int]]]:
         owners = state.owners()
         replicas = state.replicas()
         placed = set(owners) | {r for rs in replicas.values() for r in rs}
@@ -269,7 +281,9 @@ class Formation:
                     slot_plan[master] = wanted
         return assignment, slot_plan
 
-    def _record_plan(self, state: _State, assignment: Assignment, slot_plan: dict[Member, list[int]]) -> None:
+    def _record_plan(
+        self, state: ClusterState, assignment: Assignment, slot_plan: dict[Member, list[int]]
+    ) -> None:
         masters = sorted(set(state.owners()) | set(assignment.masters), key=lambda m: m.ordinal)
         replicas_of: dict[Member, list[Member]] = {m: list(state.replicas().get(m, [])) for m in masters}
         for replica, master in assignment.replicas:
@@ -295,7 +309,7 @@ class Formation:
 
     # -- applying --------------------------------------------------------------------------------
 
-    def _assign_slots(self, state: _State, slot_plan: dict[Member, list[int]]) -> None:
+    def _assign_slots(self, state: ClusterState, slot_plan: dict[Member, list[int]]) -> None:
         def add(item: tuple[Member, list[int]]) -> None:
             member, slots = item
             args: list[int] = []
@@ -308,7 +322,7 @@ class Formation:
             for member, slots in slot_plan.items():
                 self._act(f"assigned slots {format_ranges(compress_slots(slots))} to {member.name}")
 
-    def _set_config_epochs(self, state: _State) -> None:
+    def _set_config_epochs(self, state: ClusterState) -> None:
         """A distinct epoch per lonely node before MEET, so slot owners never collide (as redis-cli)."""
         lonely = [m for m, v in state.views.items() if v.knows_only_itself and v.myself.config_epoch == 0]
         if not lonely:
@@ -327,7 +341,7 @@ class Formation:
         port = me.port or member.address.port
         return ip, port, me.bus_port or port + 10000
 
-    def _meet(self, state: _State) -> _State:
+    def _meet(self, state: ClusterState) -> ClusterState:
         """Every node meets every node it does not know yet (in parallel), instead of a star + gossip."""
         ids = {view.node_id for view in state.views.values()}
         todo = {
@@ -341,7 +355,7 @@ class Formation:
             self._act(f"introduced {', '.join(m.name for m in met)} to the cluster")
         return self._wait("every node to know every other", self._membership_complaints)
 
-    def _introduce(self, state: _State, todo: dict[Member, list[Member]]) -> None:
+    def _introduce(self, state: ClusterState, todo: dict[Member, list[Member]]) -> None:
         """CLUSTER MEET from each member to the listed ones, one pipeline per member."""
 
         def meet(item: tuple[Member, list[Member]]) -> None:
@@ -353,19 +367,7 @@ class Formation:
 
         parallel(meet, todo.items())
 
-    def _membership_complaints(self, state: _State) -> list[str]:
-        ids = {v.node_id: m for m, v in state.views.items()}
-        complaints = []
-        for member, view in state.views.items():
-            known = view.by_id()
-            missing = [ids[i].name for i in ids if i not in known or not known[i].is_settled]
-            if missing:
-                complaints.append(f"{member.name} does not know {', '.join(missing)} yet")
-        if not complaints and len({v.signature() for v in state.views.values()}) > 1:
-            complaints.append("nodes do not agree on the slot map yet")
-        return complaints
-
-    def _replicate(self, state: _State, assignment: Assignment) -> _State:
+    def _replicate(self, state: ClusterState, assignment: Assignment) -> ClusterState:
         todo = [
             (replica, master)
             for replica, master in assignment.replicas
@@ -388,10 +390,10 @@ class Formation:
         self._introduce(state, {r: [m for m in self.members if m != r] for r in replicas})
         return self._read()
 
-    def _rebalance(self, state: _State) -> None:
+    def _rebalance(self, state: ClusterState) -> None:
         """Finish interrupted slot migrations, then give empty new masters their share of slots."""
         masters = [m for m in self.members if state.views[m].myself.is_master]
-        moves = self._open_slot_moves(state) + plan_rebalance(
+        moves = state.open_slot_moves() + plan_rebalance(
             {m: state.views[m].myself.slot_count for m in masters},
             {m: state.views[m].myself.slots for m in masters},
         )
@@ -402,29 +404,6 @@ class Formation:
         state = self._wait("every node to see cluster_state:ok before moving slots", self._state_complaints)
         keys = move_slots(self.connector, state.views, moves, self.progress)
         self._act(f"moved {len(moves)} slot(s) with {keys} key(s) over {len(masters)} masters")
-
-    def _open_slot_moves(self, state: _State) -> list[SlotMove]:
-        by_id = state.member_by_id()
-        moves: dict[int, SlotMove] = {}
-        for member, view in state.views.items():
-            for slot, destination in view.myself.migrating.items():
-                if destination in by_id:
-                    moves[slot] = SlotMove(slot, member, by_id[destination])
-            for slot, source in view.myself.importing.items():
-                if source in by_id and slot not in moves:
-                    moves[slot] = SlotMove(slot, by_id[source], member)
-        return list(moves.values())
-
-    def _state_complaints(self, state: _State) -> list[str]:
-        complaints = self._membership_complaints(state)
-        return complaints + [
-            f"{m.name} reports cluster_state:{v.cluster_info.get('cluster_state')}"
-            for m, v in state.views.items()
-            if not v.state_ok
-        ]
-
-    def _done_complaints(self, state: _State) -> list[str]:
-        return [f"{c.name}: {c.detail}" for c in failed(self._checks(state), DONE_CHECKS)]
 
 
 def members_from_addresses(

@@ -193,7 +193,9 @@ def assess(
             )
         if strangers:
             membership.append(
-                f"{label[view.node_id]} knows {len(strangers)} node(s) that are not among the nodes checked: "
+                f"{label[view.node_id]} knows {len(strangers)} node(s) that are none of the nodes checked "
+                "(departed nodes: the reconciler or the next `helm upgrade` forgets them once they are gone; "
+                "or `helm-redis init`): "
                 + ", ".join(
                     f"{n.node_id[:8]} at {n.address} ({','.join(sorted(n.flags))})" for n in strangers
                 )

@@ -104,3 +104,10 @@ def pod_nodes(namespace: str, selector: str) -> tuple[dict[str, str], str | None
         return {p.name: p.k8s_node for p in list_pods(api, namespace, selector) if p.k8s_node}, None
     except KubernetesUnavailable as error:
         return {}, str(error)
+
+
+def running_pod_count(namespace: str, selector: str) -> int:
+    """How many pods the StatefulSet runs now (highest ordinal + 1; 0 without pods): a scale-in's hook
+    runs with the new values while the old pods still run."""
+    pods = list_pods(core_api(), namespace, selector)
+    return max((p.ordinal for p in pods), default=-1) + 1

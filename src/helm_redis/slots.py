@@ -120,11 +120,13 @@ def _move_batch(
                 moved += len(keys)
                 still.append(slot)
         pending = still
-    # The target first, then the source (which stops redirecting), then every other master.
-    for member in [target, source] + [m for m in masters if m not in (source, target)]:
-        _raise_first(
-            _pipeline_each(connector, member, [("CLUSTER", "SETSLOT", s, "NODE", target_id) for s in batch])
-        )
+    # The target first, then the source (which stops redirecting), then every other master. A master
+    # that gave away its last slot turns into a replica of the receiver (Redis 7 with
+    # cluster-allow-replica-migration), and then refuses SETSLOT; it needs none any more (as redis-cli).
+    setslot = [("CLUSTER", "SETSLOT", s, "NODE", target_id) for s in batch]
+    _raise_first(_pipeline_each(connector, target, setslot))
+    for member in [source] + [m for m in masters if m not in (source, target)]:
+        _raise_first(_pipeline_each(connector, member, setslot), tolerate="only with masters")
     return moved
 
 
@@ -132,3 +134,33 @@ def _raise_first(results: list[object], tolerate: str | None = None) -> None:
     for result in results:
         if isinstance(result, Exception) and not (tolerate and tolerate in str(result)):
             raise result
+
+
+def plan_drain(
+    owned: dict[Member, tuple[SlotRange, ...]], sources: list[Member], receivers: list[Member]
+) -> list[SlotMove]:
+    """Moves that empty `sources` into `receivers`, each receiver filled towards its even share in
+    pod order with consecutive slots (so its ranges stay few)."""
+    if not receivers:
+        raise ValueError("a drain needs at least one receiving master")
+    ordered = sorted(receivers, key=lambda m: m.ordinal)
+    targets = slot_targets(ordered)
+    need = {r: targets[r] - sum(end - start + 1 for start, end in owned.get(r, ())) for r in ordered}
+    pending = sorted(
+        (slot, source)
+        for source in sources
+        for start, end in owned.get(source, ())
+        for slot in range(start, end + 1)
+    )
+    moves: list[SlotMove] = []
+    for receiver in ordered:
+        while need[receiver] > 0 and pending:
+            slot, source = pending.pop(0)
+            moves.append(SlotMove(slot, source, receiver))
+            need[receiver] -= 1
+    # Receivers already above their share (an uneven cluster): the rest to the emptiest ones.
+    for slot, source in pending:
+        receiver = max(ordered, key=lambda r: (need[r], -r.ordinal))
+        moves.append(SlotMove(slot, source, receiver))
+        need[receiver] -= 1
+    return moves
