@@ -315,16 +315,21 @@ def reconcile(
     predecessor's place, and departed node IDs are forgotten on every node."""
     from .reconcile import Reconciler
 
+    placement = None
     if nodes:
         members = members_from_addresses(parse_node_list(nodes))
     else:
-        members = _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
+
+        def placement() -> list[Member]:
+            return _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
+
+        members = placement()
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
     connector = Connector(password)
     try:
-        Reconciler(connector, members, wanted_masters, replicas_per_master, output.progress, timeout).run(
-            interval, passes
-        )
+        Reconciler(
+            connector, members, wanted_masters, replicas_per_master, output.progress, timeout, placement
+        ).run(interval, passes)
     finally:
         connector.close()
 

@@ -38,9 +38,12 @@ class Reconciler:
         replicas_per_master: int,
         log: Log,
         timeout: float = 120.0,
+        placement: Callable[[], list[Member]] | None = None,
     ) -> None:
         self.connector = connector
         self.members = members
+        # Where the pods run now (they move between Kubernetes nodes over time), asked before healing.
+        self.placement = placement
         self.masters = masters
         self.replicas_per_master = replicas_per_master
         self.log = log
@@ -56,8 +59,9 @@ class Reconciler:
         why = self.why_not_heal(state)
         if why:
             return why
+        members = self.placement() if self.placement else self.members
         result = Formation(
-            self.connector, self.members, self.masters, self.replicas_per_master, self.timeout, self.log
+            self.connector, members, self.masters, self.replicas_per_master, self.timeout, self.log
         ).run()
         return "healed: " + "; ".join(result.actions or ["nothing left to do"])
 
