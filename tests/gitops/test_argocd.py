@@ -1,5 +1,5 @@
 """The chart under a real Argo CD: synced from Git, its hook run as PostSync on every sync, drift healed,
-scaled out through a commit, and no perpetual diff after any of it. The tests run in order on one
+scaled out and in through commits, and no perpetual diff after any of it. The tests run in order on one
 Application (each step starts from the state the previous one left)."""
 
 from __future__ import annotations
@@ -72,14 +72,19 @@ def operation_done(revision: str, full_syncs_before: int | None = None):
     return check
 
 
-def hook_jobs(app: dict[str, Any]) -> list[dict[str, Any]]:
+def hook_jobs(app: dict[str, Any], hook_type: str = "PostSync") -> list[dict[str, Any]]:
     resources = _operation(app).get("syncResult", {}).get("resources", [])
-    return [r for r in resources if r.get("kind") == "Job" and r.get("hookType") == "PostSync"]
+    return [r for r in resources if r.get("kind") == "Job" and r.get("hookType") == hook_type]
 
 
 def assert_hook_succeeded(app: dict[str, Any]) -> None:
+    """Both hooks of a full sync: the scale-in drain before it (PreSync), the formation after it."""
     jobs = hook_jobs(app)
     assert [(j["name"], j.get("hookPhase")) for j in jobs] == [(f"{FULLNAME}-init", "Succeeded")], jobs
+    presync = hook_jobs(app, "PreSync")
+    assert [(j["name"], j.get("hookPhase")) for j in presync] == [
+        (f"{FULLNAME}-init-scale-in", "Succeeded")
+    ], presync
 
 
 def assert_stays_synced(app: App, seconds: float = STAY_SYNCED_SECONDS) -> None:
@@ -308,6 +313,32 @@ def test_scale_out_through_git_adds_a_master_and_a_replica_without_losing_keys(a
         state = snapshot(target)
         masters = {n: s for n, s in state["nodes"].items() if s["role"] == "master"}
         assert len(masters) == 4 and all(s["slots"] for s in masters.values()), masters
+        assert lost_keys(target) == []
+        assert sum(s["keys"] for s in masters.values()) == KEYS
+    finally:
+        target.close()
+    assert_stays_synced(app)
+
+
+def test_scale_in_through_git_drains_before_the_pods_go_and_forgets_them(app: App) -> None:
+    previous = full_syncs(app.get())
+    started = time.monotonic()
+    revision = app.commit("scale in: 3 masters", cluster__masters=3)
+    app.refresh("hard")
+    app.wait("Synced and Healthy with 6 pods", synced_and_healthy(revision), timeout=900)
+    app.argo.record("scale-in commit -> Synced+Healthy", time.monotonic() - started)
+    done = app.wait("scale-in sync with its hooks done", operation_done(revision, previous), timeout=900)
+    app.argo.record("scale-in commit -> hooks done", time.monotonic() - started)
+    assert_hook_succeeded(done)  # PreSync drained pods 6 and 7, PostSync forgot them
+
+    target = open_redis(app)
+    try:
+        assert len(target.members) == 6, [m.name for m in target.members]
+        plugin_verify(app)  # fails while any node still lists a departed node
+        app.argo.record("scale-in commit -> verified", time.monotonic() - started)
+        state = snapshot(target)
+        masters = {n: s for n, s in state["nodes"].items() if s["role"] == "master"}
+        assert len(masters) == 3 and all(s["slots"] for s in masters.values()), masters
         assert lost_keys(target) == []
         assert sum(s["keys"] for s in masters.values()) == KEYS
     finally:
