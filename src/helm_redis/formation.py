@@ -60,6 +60,11 @@ class Formation(ClusterOperation):
         progress: Progress = lambda _msg: None,
         recover_lost_slots: bool = False,
     ) -> None:
+        if len(members) < masters * (1 + replicas_per_master):
+            raise PlanError(
+                f"{masters} masters with {replicas_per_master} replica(s) each need "
+                f"{masters * (1 + replicas_per_master)} nodes, only {len(members)} given"
+            )
         super().__init__(connector, members, masters, replicas_per_master, timeout, progress)
         self.recover_lost_slots = recover_lost_slots
         self.result = FormationResult(already_formed=False)

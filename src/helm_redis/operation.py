@@ -34,11 +34,6 @@ class ClusterOperation:
     ) -> None:
         if masters < 1:
             raise PlanError(f"masters must be at least 1, got {masters}")
-        if len(members) < masters * (1 + replicas_per_master):
-            raise PlanError(
-                f"{masters} masters with {replicas_per_master} replica(s) each need "
-                f"{masters * (1 + replicas_per_master)} nodes, only {len(members)} given"
-            )
         self.connector = connector
         self.members = sorted(members, key=lambda m: m.ordinal)
         self.masters = masters

@@ -108,6 +108,17 @@ def test_scale_in_after_a_scale_out_drains_the_leaving_master(make_nodes):
     assert read_back(nodes, data) == {}
 
 
+def test_scale_in_before_a_scale_out_has_nothing_to_do(make_nodes):
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    before = fingerprint(nodes)
+
+    result = _scale_in(nodes, 4, 1)  # the pre-upgrade hook of a scale-out: 6 pods run, 8 wanted
+
+    assert result.leaving == [] and result.actions == []
+    assert fingerprint(nodes) == before
+
+
 def test_a_second_scale_in_run_changes_nothing(make_nodes):
     nodes = make_nodes(8)
     form(nodes, 4, 1, timeout=60)
