@@ -133,7 +133,12 @@ def test_fewer_replicas_per_master_removes_the_surplus_replicas_losing_nothing(d
 @pytest.mark.timeout(1200)  # two upgrades: the scale-out it starts from, then the scale-in
 def test_fewer_masters_drains_the_removed_masters_slots_with_their_keys_first(durable: Cluster):
     # The existing scale-out first: 4 masters, the new one on the first new pod (ordinal 6).
-    _upgrade(durable, DURABLE, "cluster.masters=4", what="masters 3 -> 4 (6 -> 8 pods)")
+    try:
+        _upgrade(durable, DURABLE, "cluster.masters=4", what="masters 3 -> 4 (6 -> 8 pods)")
+    except AssertionError:
+        # Leave the shared release as it was (3 masters, deployed) for the lost-disk tests that follow.
+        durable.helm("rollback", DURABLE, "--wait", "--timeout", "5m", check=False)
+        raise
     durable.wait_verified(DURABLE, 180)
     roles = {pod: _role(view) for pod, view in _views(durable, DURABLE).items()}
     print(f"\n[e2e] after the scale-out: {roles}")
@@ -250,7 +255,9 @@ def test_a_shard_that_lost_every_copy_stays_down_and_an_upgrade_refuses_naming_i
     assert refused.returncode != 0, f"helm upgrade succeeded on a cluster missing slots {slots}"
     assert slots in message, f"the refusal does not name the slots {slots}: {message[-2000:]}"
     for pod in lost_shard["pods"]:
-        assert pod in message, f"the refusal does not name pod {pod}: {message[-2000:]}"
+        assert pod in message, (
+            f"the refusal does not name pod {pod}: {message[-2000:]}\n{_evidence(ephemeral, EPHEMERAL)}"
+        )
 
 
 def test_recover_lost_slots_gives_them_to_a_new_empty_master_losing_only_their_keys(
