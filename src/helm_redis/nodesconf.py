@@ -175,11 +175,7 @@ def write_durably(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    directory = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    _fsync_directory(path.parent)
 
 
 @dataclass
@@ -298,6 +294,57 @@ def await_takeover(
     return f"no replica took over within {timeout:.0f} s: starting as master"
 
 
+def set_aside_if_forgotten(
+    path: Path, text: str, connector: Connector, progress: Callable[[str], None] = print
+) -> bool:
+    """A volume whose node the running cluster has forgotten starts empty; its files are kept aside.
+
+    That is a pod removed by a scale-in whose claim was kept (`whenScaled: Retain`) and that a later
+    scale-out brings back: its node ID is forgotten everywhere and its data is a stale copy of a shard
+    (a scale-in leaves no slot on a leaving pod). Coming back as that node would make it a replica again
+    and leave no empty node for the new shape. Everything in the data directory moves to
+    `departed-<id>-<time>/` beside it (nothing is deleted) and Redis starts as a new, empty node.
+
+    Only then: the node serves no slots in its own config (its data is never the only copy), and at
+    least one peer answers that belongs to a cluster serving slots and none of them lists this node.
+    """
+    nodes = parse_cluster_nodes(text)
+    me = next((n for n in nodes if n.is_myself), None)
+    if me is None or me.slots:
+        return False
+    clusters = []
+    for peer in (n for n in nodes if not n.is_myself and n.ip):
+        try:
+            reply = connector.client(NodeAddress(peer.ip, peer.port)).execute_command("CLUSTER", "NODES")
+        except redis.RedisError:
+            continue
+        view = parse_cluster_nodes(reply)
+        if any(n.slots for n in view):
+            clusters.append(view)
+    if not clusters or any(me.node_id in {n.node_id for n in view} for view in clusters):
+        return False
+    aside = path.parent / f"departed-{me.node_id[:8]}-{int(time.time())}"
+    aside.mkdir()
+    for entry in sorted(path.parent.iterdir()):
+        if entry != aside and not entry.name.startswith("departed-") and entry.name != "lost+found":
+            entry.rename(aside / entry.name)
+    _fsync_directory(path.parent)
+    progress(
+        f"the cluster has forgotten this node ({me.node_id[:8]}, removed by a scale-in): its files are "
+        f"kept in {aside} and it starts as a new empty node"
+    )
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make renames in `directory` durable."""
+    descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _answers(connector: Connector, node: ClusterNode) -> bool:
     try:
         return bool(connector.client(NodeAddress(node.ip, node.port)).ping())
@@ -315,5 +362,7 @@ def prepare_node(
 ) -> None:
     """The pod's start step: fresh IPs for every peer, then (for a master) the takeover wait."""
     rewrite = prepare_nodes_conf(path, timeout, resolve, progress)
+    if rewrite is not None and set_aside_if_forgotten(path, rewrite.text, connector, progress):
+        return
     if rewrite is not None and takeover_timeout > 0:
         progress(await_takeover(rewrite.text, connector, takeover_timeout, progress))

@@ -12,6 +12,7 @@ from helm_redis.errors import PlanError, ShardLost
 from helm_redis.formation import Formation, members_from_addresses
 from helm_redis.health import Expectation, assess
 from helm_redis.nodes import Connector
+from helm_redis.nodesconf import set_aside_if_forgotten
 from helm_redis.reconcile import Reconciler
 from helm_redis.scalein import ScaleIn
 
@@ -117,6 +118,37 @@ def test_scale_in_before_a_scale_out_has_nothing_to_do(make_nodes):
 
     assert result.leaving == [] and result.actions == []
     assert fingerprint(nodes) == before
+
+
+def test_pods_back_on_volumes_kept_after_a_scale_in_start_empty_and_serve_a_scale_out(make_nodes):
+    nodes = make_nodes(8)
+    form(nodes, 4, 1, timeout=60)
+    data = write_keys(nodes, 1000)
+    _scale_in(nodes, 3, 1)
+    returning = nodes.nodes[6:]
+    _remove_leaving(nodes, 6)
+    form(nodes, 3, 1, timeout=60)  # the post-upgrade hook forgets pods 6 and 7
+
+    for node in returning:  # a scale-out brings them back on their kept volumes; the start step runs
+        assert set_aside_if_forgotten(node.nodes_conf, node.nodes_conf.read_text(), Connector(), print)
+        assert not node.nodes_conf.exists()
+        assert list(node.directory.glob("departed-*/nodes.conf"))
+        node.start()
+        node.wait_ready()
+    nodes.nodes += returning
+    form(nodes, 4, 1, timeout=120)
+
+    assert_complete(nodes, 4, 1)
+    assert read_back(nodes, data) == {}
+
+
+def test_the_start_step_keeps_the_files_of_a_node_the_cluster_knows(cluster):
+    replica = next(n for n in cluster.nodes if views_of(cluster)[cluster.nodes.index(n)].myself.is_replica)
+    master = next(n for n in cluster.nodes if views_of(cluster)[cluster.nodes.index(n)].myself.slots)
+
+    for node in (replica, master):
+        assert not set_aside_if_forgotten(node.nodes_conf, node.nodes_conf.read_text(), Connector(), print)
+        assert node.nodes_conf.exists()
 
 
 def test_a_second_scale_in_run_changes_nothing(make_nodes):
