@@ -47,7 +47,8 @@ DATASET_KEYS = 3000  # small keys over every slot, written once and counted afte
 LOST_SHARD_KEYS = 3000
 MAX_UNWRITABLE_SECONDS = 2.0  # a scale-in moves slots and hands roles over: never a node-timeout outage
 HEAL_TIMEOUT = 180.0  # pod back + reconciler (polls every 2 s) + join + sync, with room for a failover
-UNHEALED_OBSERVATION = 30.0  # how long a shard that lost every copy must stay down by itself
+RECONCILER_NOTICES = 60.0  # a lost shard is logged by the reconciler (it polls every 2 s) within this
+UNHEALED_OBSERVATION = 12.0  # after which the cluster must stay down by itself (6 more reconciler passes)
 UPGRADE_TIMEOUT = "8m"  # helm gives up (and the test prints why) before pytest's 600 s per test
 # verify fails this check on purpose for persistence.type=none (node IDs and data lost on restart): the
 # ephemeral release is healthy when every other check passes.
@@ -226,23 +227,40 @@ def lost_shard(ephemeral: Cluster) -> dict:
     slots = views[master].myself.slots
     ephemeral.kubectl("delete", "pod", master, *replicas, "--grace-period=0", "--force", "--wait=false")
     print(f"\n[e2e] lost at once: {master} (slots {format_ranges(slots)}) and {', '.join(replicas)}")
-    return {"pods": [master, *replicas], "slots": slots, "keys": keys}
+    departed = [views[pod].node_id for pod in (master, *replicas)]
+    return {"pods": [master, *replicas], "slots": slots, "keys": keys, "departed": departed}
 
 
 def test_a_shard_that_lost_every_copy_stays_down_and_an_upgrade_refuses_naming_its_slots_and_pods(
     ephemeral: Cluster, lost_shard: dict
 ):
     slots = format_ranges(lost_shard["slots"])
-    # Nothing heals it by itself: verify keeps failing.
+    # Nothing heals it by itself: the reconciler looks, logs the lost slots and does nothing; verify keeps
+    # failing all along.
     started = time.monotonic()
-    said = ""
-    while time.monotonic() - started < UNHEALED_OBSERVATION:
+    reconciler = ""
+    while slots not in reconciler:
+        healthy, said = _health(ephemeral, EPHEMERAL, ignore=(EPHEMERAL_CHECK,))
+        assert not healthy, f"verify passed {time.monotonic() - started:.1f} s after a shard was lost"
+        assert time.monotonic() - started < RECONCILER_NOTICES, (
+            f"the reconciler did not log the lost slots {slots} within {RECONCILER_NOTICES:.0f} s: "
+            f"{reconciler[-2000:]}"
+        )
+        time.sleep(2)
+        reconciler = _reconciler_logs(ephemeral, EPHEMERAL)
+    noticed = time.monotonic() - started
+    while time.monotonic() - started < noticed + UNHEALED_OBSERVATION:
         healthy, said = _health(ephemeral, EPHEMERAL, ignore=(EPHEMERAL_CHECK,))
         assert not healthy, f"verify passed {time.monotonic() - started:.1f} s after a shard was lost"
         time.sleep(2)
-    reconciler = _reconciler_logs(ephemeral, EPHEMERAL)
-    print(f"\n[e2e] still down after {UNHEALED_OBSERVATION:.0f} s; verify says: {said[:600]}")
-    print(f"[e2e] reconciler log (tail): {reconciler[-800:]}")
+    print(
+        f"\n[e2e] the reconciler logged the lost slots {noticed:.1f} s into the test; still down "
+        f"{UNHEALED_OBSERVATION:.0f} s later. verify says: {said[:600]}"
+    )
+    print(f"[e2e] reconciler log (tail): {reconciler[-600:]}")
+    assert slots in said, f"verify does not name the lost slots {slots}: {said}"
+    for node_id in lost_shard["departed"]:
+        assert node_id[:8] in said, f"verify does not name the departed node {node_id[:8]}: {said}"
 
     refused = _upgrade(ephemeral, EPHEMERAL, what="--reuse-values on a lost shard", wait=False, check=False)
 
@@ -250,8 +268,6 @@ def test_a_shard_that_lost_every_copy_stays_down_and_an_upgrade_refuses_naming_i
     message = refused.stdout + refused.stderr + hook
     print(f"[e2e] helm upgrade exited {refused.returncode}: {refused.stderr.strip()[-400:]}")
     print(f"[e2e] hook: {hook[-800:]}")
-    assert slots in said, f"verify does not name the lost slots {slots}: {said}"
-    assert slots in reconciler, f"the reconciler does not log the lost slots {slots}: {reconciler[-2000:]}"
     assert refused.returncode != 0, f"helm upgrade succeeded on a cluster missing slots {slots}"
     assert slots in message, f"the refusal does not name the slots {slots}: {message[-2000:]}"
     for pod in lost_shard["pods"]:
