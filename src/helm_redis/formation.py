@@ -82,6 +82,8 @@ class Formation(ClusterOperation):
             {m.address: m.name for m in self.members},
         )
         state = self._read()
+        if not dry_run:
+            self._match_sync_setting()
         checks = self._checks(state)
         if not failed(checks, DONE_CHECKS):
             self.result.already_formed = True
@@ -92,7 +94,7 @@ class Formation(ClusterOperation):
         if dry_run:
             lost = membership.lost_shards(state)
             if lost and not self.recover_lost_slots:
-                raise ShardLost(self._lost_message(lost))
+                raise ShardLost(self._lost_message(state, lost))
         else:
             state = self._resolve_departed(state)
         if self._settling(state):
@@ -123,6 +125,17 @@ class Formation(ClusterOperation):
         self.progress(f"formed in {self.result.seconds:.2f} s")
         return self.result
 
+    def _match_sync_setting(self) -> None:
+        """A replica's first sync starts as soon as `repl-diskless-sync-max-replicas` replicas wait for
+        it: that follows the replicas per master, and the chart does not restart every pod when it
+        changes (a scale-in or scale-out of replicas), so it is set here, on the running nodes."""
+        key, wanted = "repl-diskless-sync-max-replicas", str(self.replicas_per_master)
+        values = parallel(lambda m: self.connector.client(m.address).config_get(key), self.members)
+        stale = [m for m, value in zip(self.members, values, strict=True) if value.get(key) != wanted]
+        if stale:
+            parallel(lambda m: self.connector.client(m.address).config_set(key, wanted), stale)
+            self.progress(f"{key} {wanted} set on {', '.join(m.name for m in stale)}")
+
     def _settling(self, state: ClusterState) -> bool:
         """Formed in shape (every slot served by the wanted number of masters, every other member a
         replica of one, every member known to all, no slot moving), only not done yet."""
@@ -148,7 +161,7 @@ class Formation(ClusterOperation):
         lost = membership.lost_shards(state)
         if lost:
             if not self.recover_lost_slots:
-                raise ShardLost(self._lost_message(lost))
+                raise ShardLost(self._lost_message(state, lost))
             state = self._recover_lost_slots(state, lost)
         for node_id, node in membership.stranded_masters(state).items():
             replica = membership.best_replica(state, node_id)
@@ -186,10 +199,10 @@ class Formation(ClusterOperation):
             )
         return state
 
-    def _lost_message(self, lost: list[LostShard]) -> str:
+    def _lost_message(self, state: ClusterState, lost: list[LostShard]) -> str:
         return (
             f"{len(lost)} shard(s) lost their master and every replica with their data: "
-            + "; ".join(shard.describe() for shard in lost)
+            + membership.lost_shards_text(state, lost)
             + ". Bring back a volume of one of those pods if you can; or accept the loss: run `helm-redis "
             "init --recover-lost-slots` (chart: helm upgrade --set cluster.recoverLostSlots=true once), "
             "which gives those slots to an empty node"

@@ -106,6 +106,21 @@ def lost_shards(state: ClusterState) -> list[LostShard]:
     return sorted(lost, key=lambda shard: shard.slots)
 
 
+def lost_shards_text(state: ClusterState, lost: list[LostShard]) -> str:
+    """The lost shards with their slots and pods, and the other gone nodes without a known shard (an old
+    master whose demotion never reached the others shows up as a master without slots: it may have
+    held a copy too, so it is named)."""
+    named = {n.node_id for shard in lost for n in (shard.master, *shard.replicas)}
+    members = {v.node_id for v in state.views.values()}
+    others = [
+        node_label(n)
+        for i, n in gone(state).items()
+        if i not in named and not n.slots and (n.master_id is None or n.master_id not in members)
+    ]
+    text = "; ".join(shard.describe() for shard in lost)
+    return text + (f"; also gone: {', '.join(others)}" if others else "")
+
+
 def forget(connector: Connector, state: ClusterState, node_ids: list[str]) -> None:
     """CLUSTER FORGET every ID on every member that lists it, all members at once (the 60 s ban)."""
     by_member = {m: [i for i in node_ids if i in v.by_id()] for m, v in state.views.items()}

@@ -77,8 +77,8 @@ class Reconciler:
         if lost:
             return (
                 "refusing: "
-                + "; ".join(shard.describe() for shard in lost)
-                + " lost every copy; `helm upgrade --set cluster.recoverLostSlots=true` gives those slots "
+                + membership.lost_shards_text(state, lost)
+                + ": lost every copy; `helm upgrade --set cluster.recoverLostSlots=true` gives those slots "
                 "to an empty node, accepting the loss"
             )
         if set(membership.awaiting_failover(state)) - set(membership.stranded_masters(state)):
