@@ -915,6 +915,21 @@ def test_config_change_rolls_the_pods_other_changes_do_not(renderer):
     assert checksum({"service": {"port": 7777}}) == base
 
 
+def test_a_change_of_replicas_per_master_does_not_roll_the_pods(renderer):
+    """It only changes repl-diskless-sync-max-replicas, which the hook sets on the running nodes."""
+
+    def rendered(values):
+        objs = renderer.render(values)
+        config = one(objs, "ConfigMap", "redis-redis-cluster")["data"]["redis.conf"]
+        return sts_of(objs)["spec"]["template"], config
+
+    template, config = rendered({"cluster": {"replicasPerMaster": 1}})
+    other_template, other_config = rendered({"cluster": {"replicasPerMaster": 2}})
+
+    assert "repl-diskless-sync-max-replicas 2" in other_config and other_config != config
+    assert other_template == template
+
+
 def test_long_release_names_keep_every_name_within_limits(renderer):
     objs = renderer.render({}, release="a-very-long-release-name-of-thirty-two")
     sts = sts_of(objs)
