@@ -16,6 +16,7 @@ from typing import Annotated, ParamSpec
 import typer
 
 from . import output
+from .credentials import Credentials, UserSet, parse_app_users, write_config_include
 from .errors import HelmRedisError, UsageError, explain
 from .errors import one_line as _one_line
 from .formation import Formation, FormationResult, members_from_addresses
@@ -77,10 +78,72 @@ NodesOption = Annotated[
         show_default=False,
     ),
 ]
-PasswordOption = Annotated[
+UserOption = Annotated[
     str | None,
-    typer.Option(envvar="REDIS_PASSWORD", help="Redis password (requirepass).", show_default=False),
+    typer.Option(
+        "--user",
+        envvar="REDIS_USERNAME",
+        help="ACL user to log in as (the chart's tools use `admin`); needs --password-file.",
+        show_default=False,
+    ),
 ]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        envvar="REDIS_PASSWORD_FILE",
+        help="File with the password, one per line (all are tried: a rotation may be under way); `-` reads "
+        "standard input. Never on the command line: it would land in shell history and argv.",
+        show_default=False,
+    ),
+]
+
+
+AuthDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--auth-dir",
+        envvar="REDIS_CLUSTER_AUTH_DIR",
+        help="Directory of the mounted Secret: <user>-password files of admin, replication and the "
+        "application users.",
+        show_default=False,
+    ),
+]
+AppUsersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--app-users",
+        envvar="REDIS_CLUSTER_ACL_USERS",
+        help="File of the application users, `<name> <ACL rules>` per line.",
+        show_default=False,
+    ),
+]
+
+
+def _user_set(auth_dir: Path | None, app_users: Path | None) -> UserSet | None:
+    if auth_dir is None:
+        if app_users is not None:
+            raise UsageError("--app-users needs --auth-dir (REDIS_CLUSTER_AUTH_DIR): the users' passwords")
+        return None
+    apps = parse_app_users(app_users.read_text()) if app_users is not None else []
+    return UserSet.from_directory(auth_dir, apps)
+
+
+def _credentials(user: str | None, password_file: Path | None) -> Credentials | None:
+    if password_file is None:
+        if user:
+            raise UsageError(f"--user {user} needs --password-file (or REDIS_PASSWORD_FILE)")
+        return None
+    if str(password_file) == "-":
+        import sys
+
+        passwords = tuple(line.strip() for line in sys.stdin.read().splitlines() if line.strip())
+        if not passwords:
+            raise UsageError("--password-file - read no password from standard input")
+        return Credentials(user, passwords)
+    return Credentials.from_file(user, password_file)
+
+
 OutputOption = Annotated[
     output.OutputFormat, typer.Option("--output", "-o", envvar="HELM_REDIS_OUTPUT", help="table or json.")
 ]
@@ -153,7 +216,10 @@ def init(
     nodes: NodesOption = None,
     masters: InitMastersOption = None,
     replicas_per_master: InitReplicasOption = 1,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
+    auth_dir: AuthDirOption = None,
+    app_users: AppUsersOption = None,
     statefulset: StatefulSetOption = None,
     service: ServiceOption = None,
     namespace: NamespaceOption = None,
@@ -174,13 +240,15 @@ def init(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
-    """Form the cluster (or finish, grow or heal it); a formed cluster is left untouched."""
+    """Form the cluster (or finish, grow or heal it); a formed cluster is left untouched. With
+    --auth-dir, every running node's ACL users are then set from the password files (a rotation)."""
+    users = _user_set(auth_dir, app_users)
     if nodes:
         members = members_from_addresses(parse_node_list(nodes))
     else:
         members = _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(password)
+    connector = Connector(_credentials(user, password_file))
     try:
         result = Formation(
             connector,
@@ -191,9 +259,63 @@ def init(
             output.progress,
             recover_lost_slots=recover_lost_slots,
         ).run(dry_run=dry_run)
+        if users is not None and not dry_run:
+            _apply_users(connector, [m.address for m in members], users)
     finally:
         connector.close()
     _report_formation(result, output_format, dry_run)
+
+
+@app.command("ensure-secret")
+@one_line_errors
+def ensure_secret_command(
+    name: Annotated[str, typer.Option("--name", envvar="REDIS_CLUSTER_SECRET", help="The Secret's name.")],
+    keys: Annotated[
+        str,
+        typer.Option(
+            "--keys", envvar="REDIS_CLUSTER_SECRET_KEYS", help="Comma list of the password keys it must hold."
+        ),
+    ],
+    namespace: NamespaceOption = None,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create/--check-only",
+            envvar="REDIS_CLUSTER_SECRET_CREATE",
+            help="Create the Secret or its missing keys with random passwords (the chart's own Secret), or "
+            "only check an existing one.",
+        ),
+    ] = True,
+) -> None:
+    """Before anything else of the release: the Secret of the passwords exists and holds every key.
+    Never changes a password that exists, never prints one."""
+    from .authsecret import ensure_secret
+    from .k8s import core_api
+
+    wanted = [key.strip() for key in keys.split(",") if key.strip()]
+    if not wanted:
+        raise UsageError("--keys is empty: name the password keys (admin-password,replication-password,...)")
+    if namespace is None:
+        raise UsageError("--namespace (REDIS_CLUSTER_NAMESPACE) is required")
+    outcome = ensure_secret(core_api(), namespace, name, wanted, create)
+    if outcome.created:
+        output.progress(f"created Secret {name} with random passwords for {', '.join(outcome.added)}")
+    elif outcome.added:
+        output.progress(f"Secret {name}: added random passwords for {', '.join(outcome.added)}")
+    else:
+        output.progress(f"Secret {name} holds {', '.join(wanted)}: unchanged")
+
+
+def _apply_users(connector: Connector, addresses: list, users: UserSet) -> None:
+    from .users import apply_users
+
+    applied = apply_users(connector, addresses, users)
+    output.progress(
+        f"ACL users {', '.join(applied.users)} set on {len(applied.applied)} nodes"
+        + "".join(
+            f"; {a} skipped ({why}): it reads them when it starts" for a, why in applied.skipped.items()
+        )
+    )
 
 
 @app.command("scale-in")
@@ -212,7 +334,8 @@ def scale_in(
         int, typer.Option(envvar="REDIS_CLUSTER_MASTERS", min=1, help="Masters after the scale-in.")
     ] = 3,
     replicas_per_master: InitReplicasOption = 1,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
     statefulset: StatefulSetOption = None,
     service: ServiceOption = None,
     namespace: NamespaceOption = None,
@@ -248,7 +371,7 @@ def scale_in(
         members = _in_pod_members(
             statefulset, service, namespace, cluster_domain, port, running, pod_selector
         )
-    connector = Connector(password)
+    connector = Connector(_credentials(user, password_file))
     try:
         result = ScaleIn(
             connector,
@@ -294,7 +417,8 @@ def reconcile(
     nodes: NodesOption = None,
     masters: InitMastersOption = None,
     replicas_per_master: InitReplicasOption = 1,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
     statefulset: StatefulSetOption = None,
     service: ServiceOption = None,
     namespace: NamespaceOption = None,
@@ -325,7 +449,7 @@ def reconcile(
 
         members = placement()
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(password)
+    connector = Connector(_credentials(user, password_file))
     try:
         Reconciler(
             connector, members, wanted_masters, replicas_per_master, output.progress, timeout, placement
@@ -368,11 +492,31 @@ def prepare_node_command(
             help="A restarting master waits this long for a live replica to take over (0: never waits).",
         ),
     ] = 15,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
+    auth_dir: AuthDirOption = None,
+    app_users: AppUsersOption = None,
+    auth_include: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-include",
+            envvar="REDIS_CLUSTER_AUTH_INCLUDE",
+            help="Write the ACL users (hashed passwords) and the replication login here, for redis.conf to "
+            "include (needs --auth-dir).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Before redis-server starts: rewrite peers' stale IPs in nodes.conf from their hostnames; a
-    restarting master whose replicas live waits for one of them to take over."""
-    connector = Connector(password, timeout=1.0)
+    """Before redis-server starts: write its users from the mounted Secret; rewrite peers' stale IPs in
+    nodes.conf from their hostnames; a restarting master whose replicas live waits for one of them to
+    take over."""
+    if auth_include is not None:
+        users = _user_set(auth_dir, app_users)
+        if users is None:
+            raise UsageError("--auth-include needs --auth-dir (REDIS_CLUSTER_AUTH_DIR): the users' passwords")
+        write_config_include(auth_include, users)
+        output.progress(f"wrote the ACL users ({len(users.acl_rules())}) to {auth_include}")
+    connector = Connector(_credentials(user, password_file), timeout=1.0)
     try:
         prepare_node(nodes_conf, timeout, takeover_timeout, connector, progress=output.progress)
     finally:
@@ -403,14 +547,18 @@ MastersOption = Annotated[
 
 @contextmanager
 def _target(
-    release: str | None, nodes: str | None, password: str | None, masters: int | None, replicas: int | None
+    release: str | None,
+    nodes: str | None,
+    credentials: Credentials | None,
+    masters: int | None,
+    replicas: int | None,
 ) -> Iterator[Target]:
     """A release (through port-forwards) or explicit nodes; exactly one of them."""
     if bool(release) == bool(nodes):
         raise UsageError("give a RELEASE name or --nodes HOST:PORT,... (one of them)")
     if nodes:
         addresses = parse_node_list(nodes)
-        connector = Connector(password)
+        connector = Connector(credentials)
         try:
             yield Target(members_from_addresses(addresses), connector, Expectation(masters, replicas))
         finally:
@@ -418,7 +566,7 @@ def _target(
         return
     from .release import open_release
 
-    opened = open_release(release or "")
+    opened = open_release(release or "", credentials=credentials)
     try:
         yield Target(opened.members, opened.connector, opened.expected, opened)
     finally:
@@ -430,7 +578,8 @@ def _target(
 def verify(
     release: ReleaseArgument = None,
     nodes: NodesOption = None,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
     masters: MastersOption = None,
     replicas_per_master: ReplicasOption = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Skip the write/read round trip.")] = False,
@@ -439,7 +588,7 @@ def verify(
     """Is the release's cluster healthy and complete? Exit 0 all pass, 1 a check failed."""
     from .verify import verify as run_verify
 
-    with _target(release, nodes, password, masters, replicas_per_master) as target:
+    with _target(release, nodes, _credentials(user, password_file), masters, replicas_per_master) as target:
         report = run_verify(
             target.connector,
             [m.address for m in target.members],
@@ -447,7 +596,9 @@ def verify(
             names={str(m.address): m.name for m in target.members},
             k8s_nodes=target.release.k8s_nodes if target.release else None,
             read_only=read_only,
-            extra_checks=target.release.pod_checks() if target.release else None,
+            extra_checks=[*target.release.pod_checks(), target.release.network_policy_check()]
+            if target.release
+            else None,
         )
     if output_format is output.OutputFormat.json:
         output.emit_json(report.as_dict())
@@ -471,7 +622,8 @@ def _mode_help() -> str:
 def drill(
     release: ReleaseArgument = None,
     nodes: NodesOption = None,
-    password: PasswordOption = None,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
     mode: Annotated[
         str,
         typer.Option(help="graceful, restart, hang, crash or rollout. " + _mode_help()),
@@ -543,7 +695,7 @@ def drill(
         ]
         if given:
             raise UsageError(f"{', '.join(given)} do(es) not apply to --mode rollout")
-    with _target(release, nodes, password, masters, replicas_per_master) as target:
+    with _target(release, nodes, _credentials(user, password_file), masters, replicas_per_master) as target:
         names = {str(m.address): m.name for m in target.members}
         before = run_verify(target.connector, [m.address for m in target.members], target.expected, names)
         if not before.ok and not force:
@@ -665,8 +817,10 @@ def main() -> None:
     except click_errors.ClickException as error:
         output.stderr.print(f"error: {_one_line(error.format_message())}", markup=False)
         code = error.exit_code
-    except (click_errors.Abort, EOFError):
+    except (getattr(click_errors, "Abort", KeyboardInterrupt), EOFError):
         code = 130
+    except BrokenPipeError:  # `helm redis verify --help | head`: the reader left; nothing to say
+        code = 0
     if code == 130:  # Typer turns Ctrl-C into Exit(130); no command exits 130 itself
         output.stderr.print("interrupted", markup=False)
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -516,7 +516,7 @@ class LoadRun:
         self.connector = connector
         # The writers' own connections: a short timeout, so a frozen master costs the writer no more
         # than that before it looks for the new one.
-        self.writer = Connector(connector.password, connector.address_map, timeout=write_timeout)
+        self.writer = connector.with_timeout(write_timeout)
         self.members = members
         self.replicas_per_master = replicas_per_master
         self.max_writes = max_writes
@@ -736,7 +736,7 @@ class Drill:
         self.max_unwritable_seconds = max_unwritable_seconds
         self.progress = progress
         # The target is read with a short timeout: a frozen node must not slow the watch down.
-        self.quick = Connector(connector.password, connector.address_map, timeout=1.0)
+        self.quick = connector.with_timeout(1.0)
 
     def _views(self, members: list[Member]) -> dict[Member, NodeView]:
         return read_views_of(self.connector, members)
@@ -1054,7 +1054,7 @@ class RolloutDrill:
         self.max_unwritable_seconds = max_unwritable_seconds
         self.progress = progress
         self.interval = interval
-        self.quick = Connector(connector.password, connector.address_map, timeout=1.0)
+        self.quick = connector.with_timeout(1.0)
 
     def run(self) -> DrillReport:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ssl
 import sys
 
+AUTH_FIX = "set --user and --password-file, or REDIS_USERNAME and REDIS_PASSWORD_FILE"
+
 
 class HelmRedisError(Exception):
     """Base class: a failure that is explained in one line, without a traceback."""
@@ -49,6 +51,10 @@ class KubernetesUnavailable(HelmRedisError):
 
 class PasswordSecretMissing(HelmRedisError):
     """The Secret the Redis pods read their password from (or its key) does not exist."""
+
+
+class PasswordFileError(HelmRedisError):
+    """A password file is missing or empty, or the application users' list cannot be used."""
 
 
 class CorruptNodesConf(HelmRedisError):
@@ -92,9 +98,9 @@ def _what_failed(error: BaseException) -> str | None:
     import redis
 
     if isinstance(error, redis.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
-        return "a Redis node refused the password (set --password or REDIS_PASSWORD)"
+        return f"a Redis node refused the password ({AUTH_FIX})"
     if isinstance(error, redis.ResponseError) and str(error).startswith(("NOAUTH", "WRONGPASS")):
-        return "a Redis node refused the password (set --password or REDIS_PASSWORD)"
+        return f"a Redis node refused the password ({AUTH_FIX})"
     if isinstance(error, redis.exceptions.NoPermissionError):
         return "a Redis node refused a command: NOPERM"
     if isinstance(error, redis.ResponseError):

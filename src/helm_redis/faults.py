@@ -53,7 +53,7 @@ def freeze(
     connection that answered just before (the freeze is in), bounded by `confirm` seconds. The thread
     ends when the node wakes or dies."""
     seconds = min(seconds, MAX_FREEZE_SECONDS)
-    patient = Connector(connector.password, connector.address_map, timeout=seconds + 30)
+    patient = connector.with_timeout(seconds + 30)
     try:
         sleeper = patient.dedicated(address)
         # Warm before the freeze: through a port-forward a new connection's first reply can be slow.
@@ -154,7 +154,7 @@ def hand_over(connector: Connector, master: NodeAddress, timeout: float) -> bool
             raise redis.TimeoutError(f"the handover's {timeout:g} s are up")
         if left >= connector.timeout:
             return connector.client(address).execute_command(*command)
-        bounded = Connector(connector.password, connector.address_map, timeout=left)
+        bounded = connector.with_timeout(left)
         try:
             return bounded.client(address).execute_command(*command)
         finally:

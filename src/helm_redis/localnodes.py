@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from .credentials import UserSet, write_config_include
 from .nodes import NodeAddress
 
 # 127.0.B.x blocks, starting at a per-process offset and skipping blocks in use, so test runs side by side
@@ -67,7 +68,7 @@ class LocalNode:
     directory: Path
     hostname: str
     node_timeout: int = 5000
-    password: str | None = None
+    users: UserSet | None = None  # ACL users (default off), as the chart's pods start with
     replicas_per_master: int = 1
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -97,8 +98,10 @@ class LocalNode:
             f"dir {self.directory}",
             f"logfile {self.directory / 'redis.log'}",
         ]
-        if self.password:
-            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        if self.users is not None:
+            include = self.directory / "auth.conf"
+            write_config_include(include, self.users)
+            lines.append(f"include {include}")
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:
@@ -111,8 +114,14 @@ class LocalNode:
         )
 
     def client(self) -> redis.Redis:
+        login = self.users.admin_credentials if self.users else None
         return redis.Redis(
-            self.ip, self.port, password=self.password, decode_responses=True, socket_timeout=5
+            self.ip,
+            self.port,
+            username=login.username if login else None,
+            password=login.passwords[0] if login else None,
+            decode_responses=True,
+            socket_timeout=5,
         )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -155,7 +164,7 @@ class LocalNodes:
         count: int,
         port: int = 6379,
         node_timeout: int = 5000,
-        password: str | None = None,
+        users: UserSet | None = None,
         replicas_per_master: int = 1,
         ipv6: bool = False,
     ) -> None:
@@ -170,7 +179,7 @@ class LocalNodes:
                 directory=root / f"node-{index}",
                 hostname=f"node-{index}.{'v6-' if ipv6 else ''}block-{self.block}.test",
                 node_timeout=node_timeout,
-                password=password,
+                users=users,
                 replicas_per_master=replicas_per_master,
             )
             for index in range(count)

@@ -14,7 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
-from .errors import NodeRefused, NodesNotReady, NodeUnreachable, UsageError
+from .credentials import Credentials
+from .errors import AUTH_FIX, NodeRefused, NodesNotReady, NodeUnreachable, UsageError
 
 T = TypeVar("T")
 
@@ -55,18 +56,20 @@ def identity(address: NodeAddress) -> NodeAddress:
 
 
 class Connector:
-    """Opens (and caches) one client per node; every announced address goes through `address_map`."""
+    """Opens (and caches) one client per node; every announced address goes through `address_map`.
+    With several passwords (a rotation under way) each node gets the first one it accepts."""
 
     def __init__(
         self,
-        password: str | None = None,
+        credentials: Credentials | None = None,
         address_map: AddressMap = identity,
         timeout: float = 3.0,
     ) -> None:
-        self.password = password or None
+        self.credentials = credentials
         self.address_map = address_map
         self.timeout = timeout
         self._clients: dict[NodeAddress, redis.Redis] = {}
+        self._accepted: dict[NodeAddress, str] = {}
 
     def client(self, address: NodeAddress) -> redis.Redis:
         """The shared (pooled) client of a node."""
@@ -79,11 +82,49 @@ class Connector:
         """A client on one connection of its own (WAIT refers to that connection's own writes)."""
         return self._new_client(self.address_map(address), single_connection_client=True)
 
+    def with_timeout(self, timeout: float) -> Connector:
+        """A connector of its own (its own connections) to the same nodes, with another timeout."""
+        return Connector(self.credentials, self.address_map, timeout)
+
+    def login(self, address: NodeAddress) -> tuple[str | None, str | None]:
+        """(user, password) this node accepts, for commands that log in themselves (MIGRATE)."""
+        if self.credentials is None:
+            return None, None
+        return self.credentials.username, self._password(self.address_map(address))
+
+    def _password(self, reachable: NodeAddress) -> str | None:
+        if self.credentials is None:
+            return None
+        passwords = self.credentials.passwords
+        if len(passwords) == 1:
+            return passwords[0]
+        if reachable not in self._accepted:
+            self._accepted[reachable] = self._first_accepted(reachable, passwords)
+        return self._accepted[reachable]
+
+    def _first_accepted(self, reachable: NodeAddress, passwords: tuple[str, ...]) -> str:
+        for password in passwords:
+            probe = self._open(reachable, password)
+            try:
+                probe.ping()
+                return password
+            except redis.AuthenticationError:
+                continue
+            except redis.RedisError:
+                break  # down or busy: the caller's own request will tell
+            finally:
+                probe.close()
+        return passwords[0]
+
     def _new_client(self, reachable: NodeAddress, **options: Any) -> redis.Redis:
+        return self._open(reachable, self._password(reachable), **options)
+
+    def _open(self, reachable: NodeAddress, password: str | None, **options: Any) -> redis.Redis:
         return redis.Redis(
             host=reachable.host,
             port=reachable.port,
-            password=self.password,
+            username=self.credentials.username if self.credentials else None,
+            password=password,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             decode_responses=True,
@@ -100,9 +141,9 @@ class Connector:
 
 def describe_failure(address: NodeAddress, error: Exception) -> str:
     if isinstance(error, redis.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
-        return f"{address}: wrong or missing password (set --password or REDIS_PASSWORD)"
+        return f"{address}: wrong user or password ({AUTH_FIX})"
     if isinstance(error, redis.ResponseError) and "NOAUTH" in str(error):
-        return f"{address}: the node requires a password (set --password or REDIS_PASSWORD)"
+        return f"{address}: the node requires a login ({AUTH_FIX})"
     return f"{address}: {error}"
 
 

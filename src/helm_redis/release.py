@@ -1,5 +1,5 @@
 """A Helm release as the plugin sees it: its expected shape (from the release's values), its pods (by the
-release's labels), its password (from the Secret the pods use), and port-forwards to reach them.
+release's labels), its login (user `admin`, from the Secret the pods mount), and port-forwards to reach them.
 
 Namespace, context and kubeconfig come from Helm's environment (HELM_NAMESPACE, HELM_KUBECONTEXT,
 KUBECONFIG), because Helm strips -n/--kube-context/--kubeconfig before a plugin sees them.
@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .credentials import ADMIN_USER, Credentials, password_key
 from .errors import KubernetesUnavailable, PasswordSecretMissing, PodsNotFound, ReleaseNotFound
 from .faults import CommandFaults, freeze, hang_seconds
 from .health import Check, Expectation
@@ -21,6 +22,25 @@ from .k8s import PodInfo, core_api, list_pods
 from .nodes import Connector, NodeAddress
 from .plan import Member
 from .portforward import PodForwarder
+
+
+def selects(selector, labels: dict[str, str]) -> bool:
+    """Does a LabelSelector (of the Kubernetes client) match these labels? An empty one matches all."""
+    if selector is None:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.match_labels or {}).items()):
+        return False
+    for expression in selector.match_expressions or []:
+        present, value = expression.key in labels, labels.get(expression.key)
+        allowed = {
+            "In": present and value in (expression.values or []),
+            "NotIn": not present or value not in (expression.values or []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }
+        if not allowed.get(expression.operator, False):
+            return False
+    return True
 
 
 def release_values(name: str, namespace: str, context: str | None, kubeconfig: str | None) -> dict[str, Any]:
@@ -115,6 +135,34 @@ class ReleaseTarget:
         )
         return checks
 
+    def network_policy_check(self) -> Check:
+        """Does a NetworkPolicy select the Redis pods? (Whether a policy engine enforces it, the API
+        cannot tell.)"""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        first = self.api.read_namespaced_pod(self.pods[0].name, self.namespace, _request_timeout=10)
+        labels = first.metadata.labels or {}
+        try:
+            policies = (
+                client.NetworkingV1Api(self.api.api_client)
+                .list_namespaced_network_policy(self.namespace, _request_timeout=10)
+                .items
+            )
+        except ApiException as error:
+            return Check(
+                "network-policy", "warn", f"cannot list NetworkPolicies: {error.status} {error.reason}"
+            )
+        selecting = [p.metadata.name for p in policies if selects(p.spec.pod_selector, labels)]
+        if not selecting:
+            return Check(
+                "network-policy",
+                "warn",
+                f"no NetworkPolicy selects the Redis pods in namespace {self.namespace!r}: any pod that "
+                "reaches them may connect (networkPolicy.enabled)",
+            )
+        return Check("network-policy", "pass", f"the Redis pods are selected by {', '.join(selecting)}")
+
     def close(self) -> None:
         self.connector.close()
         self.forwarder.close()
@@ -164,42 +212,46 @@ def shape_from_statefulset(api, namespace: str, name: str) -> tuple[Expectation,
     return Expectation(sets[0].spec.replicas // (1 + per_master), per_master), port
 
 
-def _password(api, namespace: str, pod_spec) -> str | None:
-    """The password the Redis container itself uses (env REDIS_PASSWORD from a Secret), if any."""
+def _credentials(api, namespace: str, pod_spec) -> Credentials | None:
+    """The login the tools in the Redis pods use: user `admin` with the passwords of the Secret mounted
+    as their `auth` volume; None when the pods run without authentication."""
     from kubernetes.client.exceptions import ApiException
 
-    for container in pod_spec.containers:
-        for env in container.env or []:
-            if env.name == "REDIS_PASSWORD" and env.value_from and env.value_from.secret_key_ref:
-                ref = env.value_from.secret_key_ref
-                where = f"key {ref.key!r} of Secret {ref.name!r} in namespace {namespace!r}"
-                try:
-                    secret = api.read_namespaced_secret(ref.name, namespace, _request_timeout=10)
-                except ApiException as error:
-                    if error.status == 404:
-                        raise PasswordSecretMissing(
-                            f"the Redis pods read their password from {where}, but that Secret does not "
-                            "exist: create it, or point auth.existingSecret and "
-                            "auth.existingSecretPasswordKey at the Secret that holds the password"
-                        ) from None
-                    if error.status == 403:
-                        raise KubernetesUnavailable(
-                            f"not allowed to read the password from {where} (403 Forbidden): "
-                            "verify and drill need get on that Secret"
-                        ) from None
-                    raise KubernetesUnavailable(
-                        f"reading the password from {where} failed: {error.status} {error.reason}"
-                    ) from None
-                data = secret.data or {}
-                if ref.key not in data:
-                    keys = ", ".join(sorted(data)) or "none"
-                    raise PasswordSecretMissing(
-                        f"the Redis pods read their password from {where}, but that Secret has no such key "
-                        f"(its keys: {keys}): add it, or set auth.existingSecretPasswordKey to the key that "
-                        "holds the password"
-                    )
-                return base64.b64decode(data[ref.key]).decode()
-    return None
+    volume = next((v for v in pod_spec.volumes or [] if v.name == "auth" and v.secret), None)
+    if volume is None:
+        return None
+    name, key = volume.secret.secret_name, password_key(ADMIN_USER)
+    where = f"key {key!r} of Secret {name!r} in namespace {namespace!r}"
+    try:
+        secret = api.read_namespaced_secret(name, namespace, _request_timeout=10)
+    except ApiException as error:
+        if error.status == 404:
+            raise PasswordSecretMissing(
+                f"the Redis pods read their passwords from Secret {name!r} in namespace {namespace!r}, but "
+                "it does not exist: upgrade the release (its pre-install hook creates it), or create it "
+                "with the keys auth.existingSecret needs (see the chart's README)"
+            ) from None
+        if error.status == 403:
+            raise KubernetesUnavailable(
+                f"not allowed to read the password from {where} (403 Forbidden): "
+                "verify and drill need get on that Secret"
+            ) from None
+        raise KubernetesUnavailable(
+            f"reading the password from {where} failed: {error.status} {error.reason}"
+        ) from None
+    data = secret.data or {}
+    if key not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        raise PasswordSecretMissing(
+            f"the Redis pods read the tools' password from {where}, but that Secret has no such key "
+            f"(its keys: {keys}): add it (one password per line)"
+        )
+    passwords = tuple(
+        line.strip() for line in base64.b64decode(data[key]).decode().splitlines() if line.strip()
+    )
+    if not passwords:
+        raise PasswordSecretMissing(f"{where} is empty: put a password in it")
+    return Credentials(ADMIN_USER, passwords)
 
 
 def open_release(
@@ -208,6 +260,7 @@ def open_release(
     context: str | None = None,
     kubeconfig: str | None = None,
     timeout: float = 5.0,
+    credentials: Credentials | None = None,
 ) -> ReleaseTarget:
     namespace = namespace or os.environ.get("HELM_NAMESPACE") or "default"
     context = context or os.environ.get("HELM_KUBECONTEXT") or None
@@ -232,7 +285,7 @@ def open_release(
         raise PodsNotFound(f"release {name!r} has no Redis pods in namespace {namespace!r}")
     items = {i.metadata.name: i for i in api.list_namespaced_pod(namespace, label_selector=selector).items}
     first = items[pods[0].name]
-    password = _password(api, namespace, first.spec)
+    credentials = credentials or _credentials(api, namespace, first.spec)
     persistent = {
         pod: any(v.name == "data" and v.persistent_volume_claim is not None for v in item.spec.volumes or [])
         for pod, item in items.items()
@@ -243,7 +296,7 @@ def open_release(
 
     forwarder = PodForwarder(api, namespace, port, pod_ips)
     members = [Member(NodeAddress(p.name, port), p.name, p.k8s_node, p.ordinal) for p in pods]
-    connector = Connector(password, forwarder.address_map, timeout=timeout)
+    connector = Connector(credentials, forwarder.address_map, timeout=timeout)
     return ReleaseTarget(
         name, namespace, expected, port, pods, members, connector, forwarder, api, selector, persistent
     )

@@ -102,7 +102,8 @@ def _move_batch(
     migrating = [("CLUSTER", "SETSLOT", s, "MIGRATING", target_id) for s in batch]
     _raise_first(_pipeline_each(connector, source, migrating), tolerate="not the owner")
     host, port = _endpoint(target, views[target])
-    auth = ["AUTH", connector.password] if connector.password else []
+    user, password = connector.login(target.address)
+    auth = ["AUTH2", user, password] if user else ["AUTH", password] if password else []
     source_client = connector.client(source.address)
     moved = 0
     pending = list(batch)

@@ -18,6 +18,7 @@ from .clusterview import NodeView, format_ranges
 from .errors import NodeUnreachable
 from .health import Check, Expectation, absent_members, agreed_view, assess, reachability
 from .nodes import Connector, NodeAddress, parallel, read_view
+from .posture import security_checks
 
 
 @dataclass
@@ -125,6 +126,8 @@ def verify(
     checks += assess(views, expected or Expectation(), k8s_nodes, names, unreachable=unreachable)
     if not read_only:
         checks.append(_round_trips(connector, views, addresses, names, unreachable))
+    answered = [a for a in addresses if str(a) not in unreachable]
+    checks += security_checks(connector, answered, names)
     rows = node_rows(views, names, k8s_nodes or {}) + _silent_rows(views, unreachable, names, k8s_nodes or {})
     return VerifyReport(checks, rows, time.monotonic() - started)
 

@@ -8,31 +8,40 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from helm_redis.clusterview import TOTAL_SLOTS, NodeView, covered_slots
+from helm_redis.credentials import AppUser, Credentials, UserSet
 from helm_redis.formation import Formation, FormationResult, members_from_addresses
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
 from helm_redis.localnodes import LocalNodes
 from helm_redis.nodes import Connector, read_views
 
+# The chart's users with test passwords: nodes started with them have `default` off, as in the pods.
+TEST_USERS = UserSet(
+    admin=("admin-pw",),
+    replication=("replication-pw",),
+    apps=((AppUser("app", "~* &* +@all -@dangerous"), ("app-pw",)),),
+)
+ADMIN = TEST_USERS.admin_credentials
+
 
 def form(
-    nodes: LocalNodes, masters: int, replicas: int, password: str | None = None, **kw
+    nodes: LocalNodes, masters: int, replicas: int, login: Credentials | None = None, **kw
 ) -> FormationResult:
-    connector = Connector(password)
+    connector = Connector(login)
     try:
         return Formation(connector, members_from_addresses(nodes.addresses), masters, replicas, **kw).run()
     finally:
         connector.close()
 
 
-def views_of(nodes: LocalNodes, password: str | None = None) -> list[NodeView]:
-    return read_views(Connector(password), nodes.addresses)
+def views_of(nodes: LocalNodes, login: Credentials | None = None) -> list[NodeView]:
+    return read_views(Connector(login), nodes.addresses)
 
 
 def assert_complete(
-    nodes: LocalNodes, masters: int, replicas_per_master: int, password: str | None = None
+    nodes: LocalNodes, masters: int, replicas_per_master: int, login: Credentials | None = None
 ) -> None:
     """The done criteria, from every node's own view."""
-    views = views_of(nodes, password)
+    views = views_of(nodes, login)
     for view in views:
         assert view.cluster_info["cluster_state"] == "ok", view.address
         assert len(view.nodes) == len(nodes.nodes), view.address
@@ -58,10 +67,11 @@ def fingerprint(nodes: LocalNodes) -> dict[str, tuple]:
     return result
 
 
-def cluster_client(nodes: LocalNodes, password: str | None = None) -> RedisCluster:
+def cluster_client(nodes: LocalNodes, login: Credentials | None = None) -> RedisCluster:
     return RedisCluster(
         startup_nodes=[ClusterNode(a.host, a.port) for a in nodes.addresses],
-        password=password,
+        username=login.username if login else None,
+        password=login.passwords[0] if login else None,
         decode_responses=True,
         socket_timeout=5,
     )
@@ -103,9 +113,9 @@ def wait_for(condition, timeout: float, interval: float = 0.1, what: str = "cond
         time.sleep(interval)
 
 
-def master_and_replica(nodes: LocalNodes, password: str | None = None):
+def master_and_replica(nodes: LocalNodes, login: Credentials | None = None):
     """The first master serving slots and one of its replicas (as LocalNode objects)."""
-    views = {v.address: v for v in views_of(nodes, password)}
+    views = {v.address: v for v in views_of(nodes, login)}
     master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
     master_id = views[str(master.address)].node_id
     replica = next(n for n in nodes.nodes if views[str(n.address)].myself.master_id == master_id)

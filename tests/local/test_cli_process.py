@@ -16,6 +16,7 @@ import pytest
 
 from tests.cli import assert_one_line_exit_2
 from tests.cli import run_cli as run
+from tests.local.helpers import TEST_USERS
 
 pytestmark = pytest.mark.redis
 
@@ -87,14 +88,27 @@ def test_init_against_a_node_not_in_cluster_mode_fails_at_once(standalone_node):
     assert time.monotonic() - started < 20
 
 
-def test_init_with_a_wrong_password(make_nodes):
-    nodes = make_nodes(3, password="right", port=_spare_port())
+def test_init_with_a_wrong_password(make_nodes, tmp_path):
+    nodes = make_nodes(3, users=TEST_USERS, port=_spare_port())
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
 
     line = assert_one_line_exit_2(
-        run("init", "--nodes", nodes.nodes_option(), "--password", "wrong", "--masters", "3", "-r", "0")
+        run(
+            "init",
+            "--nodes",
+            nodes.nodes_option(),
+            "--user",
+            "admin",
+            "--password-file",
+            str(wrong),
+            "-r",
+            "0",
+        )
     )
 
     assert "password" in line
+    assert "not-the-password" not in line
 
 
 def test_init_when_a_node_refuses_a_command_half_way(make_nodes):

@@ -14,14 +14,14 @@ from helm_redis.nodes import Connector
 from helm_redis.verify import verify
 from tests.cli import HELM_REDIS
 
-from .helpers import form, master_and_replica, views_of, wait_for
+from .helpers import ADMIN, TEST_USERS, form, master_and_replica, views_of, wait_for
 
 pytestmark = pytest.mark.redis
 runner = CliRunner()
 
 
-def _verdicts(nodes, password: str | None = None, **kw) -> dict[str, str]:
-    report = verify(Connector(password), nodes.addresses, Expectation(3, 1), **kw)
+def _verdicts(nodes, login=None, **kw) -> dict[str, str]:
+    report = verify(Connector(login), nodes.addresses, Expectation(3, 1), **kw)
     return {c.name: c.status for c in report.checks}
 
 
@@ -53,9 +53,9 @@ def test_a_master_without_its_replica_fails_replica_count(cluster):
 
 
 def test_a_replica_with_its_link_down_fails_replica_links(make_nodes):
-    nodes = make_nodes(6, password="pw")
-    form(nodes, 3, 1, password="pw", timeout=60)
-    master, replica = master_and_replica(nodes, password="pw")
+    nodes = make_nodes(6, users=TEST_USERS)
+    form(nodes, 3, 1, login=ADMIN, timeout=60)
+    master, replica = master_and_replica(nodes, login=ADMIN)
     replica.client().config_set("masterauth", "wrong")
     master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
     wait_for(
@@ -64,7 +64,7 @@ def test_a_replica_with_its_link_down_fails_replica_links(make_nodes):
         what="the replica link to go down",
     )
 
-    verdicts = _verdicts(nodes, password="pw")
+    verdicts = _verdicts(nodes, login=ADMIN)
 
     assert verdicts["replica-links"] == "fail"
 
@@ -128,12 +128,23 @@ def test_cli_verify_read_only_skips_the_round_trip(cluster):
     assert "write-read" not in {c["name"] for c in json.loads(result.stdout)["checks"]}
 
 
-def test_cli_verify_with_a_wrong_password_exits_2_with_one_line(make_nodes):
-    nodes = make_nodes(3, password="right")
+def test_cli_verify_with_a_wrong_password_exits_2_with_one_line(make_nodes, tmp_path):
+    nodes = make_nodes(3, users=TEST_USERS)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
 
     # A real process: CliRunner runs the app inside pytest and would never show a traceback.
     done = subprocess.run(
-        [HELM_REDIS, "verify", "--nodes", nodes.nodes_option(), "--password", "wrong"],
+        [
+            HELM_REDIS,
+            "verify",
+            "--nodes",
+            nodes.nodes_option(),
+            "--user",
+            "admin",
+            "--password-file",
+            str(wrong),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -142,6 +153,7 @@ def test_cli_verify_with_a_wrong_password_exits_2_with_one_line(make_nodes):
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "password" in done.stderr
+    assert "not-the-password" not in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
 
 
