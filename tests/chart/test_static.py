@@ -269,9 +269,32 @@ def test_notes_warn_that_emptydir_loses_node_ids(helm):
     assert "WARNING: persistence.type is none" in notes and "node ID" in notes
 
 
-def test_notes_show_the_node_port_and_password_secret(helm):
-    assert "NodePort" in _notes(helm, "nodeport")
-    assert "jsonpath='{.data.password}'" in _notes(helm, "auth-existing-secret")
+def test_notes_show_the_node_port_and_how_to_log_in(helm):
+    notes = _notes(helm, "nodeport")
+    assert "NodePort" in notes and "--user app --askpass" in notes
+    notes = _notes(helm, "auth-existing-secret")
+    assert "Secret my-redis-auth" in notes and "jsonpath='{.data.app-password}'" in notes
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "auth-existing-secret", "nodeport"])
+def test_notes_log_in_from_files_or_a_prompt_never_from_a_pod_spec_or_argv(helm, scenario):
+    notes = _notes(helm, scenario)
+    assert f"kubectl port-forward --namespace {NAMESPACE} svc/redis-redis-cluster 6379:" in notes
+    assert "redis-cli -c -p 6379 --user app --askpass" in notes
+    assert 'sh -c \'REDISCLI_AUTH="$(head -n1 /etc/redis-auth/app-password)" redis-cli --user app -c' in notes
+    assert "--env" not in notes and "kubectl run" not in notes and " -a " not in notes
+    assert "WARNING" not in notes
+
+
+def test_notes_warn_loudly_when_auth_is_off(helm):
+    notes = _notes(helm, "auth-disabled")
+    assert "WARNING: auth.enabled is false" in notes
+    assert "FLUSHALL" in notes and "CONFIG SET" in notes and "SHUTDOWN" in notes
+    assert "--askpass" not in notes and "REDISCLI_AUTH" not in notes
+
+
+def test_notes_say_the_network_policy_admits_only_the_release(helm):
+    assert "networkPolicy.clientSources" in _notes(helm, "defaults")
 
 
 def test_chart_readme_values_table_is_fresh():

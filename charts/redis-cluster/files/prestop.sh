@@ -7,7 +7,10 @@
 # of errors. Everything is bounded by PRESTOP_TIMEOUT_SECONDS of wall-clock time, every redis-cli call
 # included. Exits 0 whatever happens (a preStop failure must not change what Kubernetes does); each step
 # prints one line, the last one says what happened.
-# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), PRESTOP_TIMEOUT_SECONDS (25), REDISCLI_AUTH (password).
+# With auth, every call (the other node's CLUSTER FAILOVER too) logs in as REDIS_USERNAME with the first
+# password of REDIS_PASSWORD_FILE this node accepts (auth.sh).
+# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), PRESTOP_TIMEOUT_SECONDS (25), REDIS_USERNAME (admin),
+# REDIS_PASSWORD_FILE (unset: no login).
 set -u
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
@@ -36,12 +39,15 @@ rcli() {
   tick
   [ $((deadline - now)) -lt "$cap" ] && cap=$((deadline - now))
   [ "$cap" -ge 10 ] || return 0
+  [ -z "$auth_user" ] || set -- --user "$auth_user" "$@"
   timeout "$(secs "$cap")" redis-cli --no-auth-warning "$@" 2>&1 | tr -d '\r'
 }
 cli() { rcli 200 -h "$host" -p "$port" "$@"; }
+case $0 in */*) . "${0%/*}/auth.sh" ;; *) . ./auth.sh ;; esac
 # HOST:PORT, an IPv6 address in brackets.
 addr() { case $1 in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }
 
+auth_ping
 role=$(cli role | head -n 1)
 case $role in
   master) ;;

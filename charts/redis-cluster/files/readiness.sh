@@ -10,7 +10,9 @@
 #   SLOTS, and keeps the client Service's endpoints); not ready when peers are merely pfail (cut off);
 # - a master without slots in a cluster: ready (an empty node waiting for the hook).
 # Every redis-cli call is bounded (redis-cli 7.0 has no -t option): 4 s in all, under the probe's timeout.
-# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), REDISCLI_AUTH (password).
+# With auth, the calls log in as REDIS_USERNAME with the first password of REDIS_PASSWORD_FILE the node
+# accepts (auth.sh).
+# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), REDIS_USERNAME (admin), REDIS_PASSWORD_FILE (unset: no login).
 set -u
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
@@ -32,16 +34,19 @@ cli() {
   cap=$((deadline - now))
   [ "$cap" -gt 200 ] && cap=200
   [ "$cap" -ge 10 ] || return 0
+  [ -z "$auth_user" ] || set -- --user "$auth_user" "$@"
   timeout "$((cap / 100)).$((cap % 100 / 10))$((cap % 10))" \
     redis-cli --no-auth-warning -h "$host" -p "$port" "$@" 2>&1 | tr -d '\r'
 }
+case $0 in */*) . "${0%/*}/auth.sh" ;; *) . ./auth.sh ;; esac
 field() { printf "%s\n" "$2" | sed -n "s/^$1://p"; }
 not_ready() {
   echo "$*"
   exit 1
 }
 
-pong=$(cli ping | head -n 1)
+auth_ping
+pong=$auth_reply
 case $pong in
   PONG) ;;
   LOADING*) not_ready "loading the dataset" ;;

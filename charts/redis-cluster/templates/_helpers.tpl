@@ -57,6 +57,17 @@ app.kubernetes.io/component: redis
 {{- end -}}
 
 {{/*
+app.kubernetes.io/component of the helm-redis tools' pods (hook Jobs, reconciler), a YAML list: their
+NetworkPolicy selects them by it.
+*/}}
+{{- define "redis-cluster.toolsComponents" -}}
+- auth-secret
+- cluster-scale-in
+- cluster-init
+- reconciler
+{{- end -}}
+
+{{/*
 The same selector as a label query (`key=value,...`) for the hook.
 */}}
 {{- define "redis-cluster.redisSelectorQuery" -}}
@@ -121,18 +132,70 @@ ServiceAccount of the Redis pods.
 {{- end -}}
 
 {{/*
-Secret and key that hold the password.
+Name of the pre-install/pre-upgrade Job that makes sure the Secret of the passwords exists.
 */}}
-{{- define "redis-cluster.secretName" -}}
-{{- default (include "redis-cluster.fullname" .) .Values.auth.existingSecret -}}
+{{- define "redis-cluster.secretJobName" -}}
+{{- printf "%s-secret" (include "redis-cluster.hookName" . | trunc 56 | trimSuffix "-") -}}
 {{- end -}}
 
-{{- define "redis-cluster.secretPasswordKey" -}}
+{{/*
+Secret of the passwords: auth.existingSecret, or the one the pre-install hook generates (never rendered: no
+random value in a template, so every render is identical).
+*/}}
+{{- define "redis-cluster.secretName" -}}
 {{- if .Values.auth.existingSecret -}}
-{{- .Values.auth.existingSecretPasswordKey -}}
+{{- .Values.auth.existingSecret -}}
 {{- else -}}
-redis-password
+{{- printf "%s-auth" (include "redis-cluster.fullname" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Keys of that Secret, one per user, comma-separated: admin (the tools), replication (masteruser), then the
+application users in values order. Each holds one password per line.
+*/}}
+{{- define "redis-cluster.secretKeys" -}}
+{{- $keys := list "admin-password" "replication-password" -}}
+{{- range .Values.auth.users -}}
+{{- $keys = append $keys (printf "%s-password" .name) -}}
+{{- end -}}
+{{- join "," $keys -}}
+{{- end -}}
+
+{{/*
+Where every pod of the release finds the Secret's files, and the file the tools log in with (user admin).
+*/}}
+{{- define "redis-cluster.authDir" -}}
+/etc/redis-auth
+{{- end -}}
+
+{{- define "redis-cluster.adminPasswordFile" -}}
+{{- printf "%s/admin-password" (include "redis-cluster.authDir" .) -}}
+{{- end -}}
+
+{{/*
+The Secret as a volume: files <user>-password, readable by the pods' group (fsGroup) only.
+Call with (dict "root" $ "optional" BOOL).
+*/}}
+{{- define "redis-cluster.authVolume" -}}
+- name: auth
+  secret:
+    secretName: {{ include "redis-cluster.secretName" .root }}
+    defaultMode: 0440
+    {{- if .optional }}
+    optional: true
+    {{- end }}
+{{- end -}}
+
+{{/*
+Environment of a client of the Redis nodes: who it logs in as and where the passwords are (never the
+passwords themselves: they stay in files).
+*/}}
+{{- define "redis-cluster.authEnv" -}}
+- name: REDIS_USERNAME
+  value: admin
+- name: REDIS_PASSWORD_FILE
+  value: {{ include "redis-cluster.adminPasswordFile" . | quote }}
 {{- end -}}
 
 {{/*
@@ -218,9 +281,7 @@ Hook image reference.
 
 {{/*
 Environment of the helm-redis tools (hook Jobs, reconciler): where the Redis pods are and the shape the
-values ask for. Call with (dict "root" $ "optionalPassword" BOOL).
-optionalPassword: Argo CD runs the pre-upgrade Job (PreSync) on the first sync too, before the chart's
-Secret exists; the pod must start then (it finds no Redis pod and does nothing).
+values ask for, and with auth.enabled who to log in as. Call with (dict "root" $ "auth" BOOL).
 */}}
 {{- define "redis-cluster.toolsEnv" -}}
 {{- $root := .root -}}
@@ -251,27 +312,27 @@ Secret exists; the pod must start then (it finds no Redis pod and does nothing).
 - name: REDIS_CLUSTER_MEMORY_LIMIT
   value: {{ . | quote }}
 {{- end }}
-{{- if $root.Values.auth.enabled }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "redis-cluster.secretName" $root }}
-      key: {{ include "redis-cluster.secretPasswordKey" $root }}
-      {{- if .optionalPassword }}
-      optional: true
-      {{- end }}
+{{- if .auth }}
+{{ include "redis-cluster.authEnv" $root }}
 {{- end }}
 {{- end -}}
 
 {{/*
 Pod spec of the helm-redis tools: the hook Jobs and the reconciler differ only in what this takes.
 Call with (dict "root" $ "name" CONTAINER "args" LIST "serviceAccountName" NAME "resources" MAP
-"restartPolicy" POLICY-or-nothing "env" EXTRA-ENV-LIST-or-nothing "optionalPassword" BOOL).
+"restartPolicy" POLICY-or-nothing "env" EXTRA-ENV-LIST-or-nothing "component" LABEL-VALUE
+"noAuth" BOOL "optionalAuth" BOOL "aclUsers" BOOL).
+With auth.enabled the container logs in as admin with the Secret mounted at /etc/redis-auth, unless noAuth
+(the ensure-secret Job: the Secret may not exist yet). optionalAuth: the pod starts even without the Secret
+(the pre-upgrade Job: Argo CD runs PreSync on its first sync too). aclUsers: the container also gets the
+application users (/etc/redis/acl-users) and the whole Secret's directory, to set every user on the nodes.
 */}}
 {{- define "redis-cluster.toolsPodSpec" -}}
 {{- $root := .root -}}
+{{- $auth := and $root.Values.auth.enabled (not .noAuth) -}}
+{{- $aclUsers := and $auth .aclUsers -}}
 serviceAccountName: {{ .serviceAccountName }}
-# The tools list the Redis pods through the API.
+# The tools list the Redis pods (the Secret Job: reads or makes the Secret) through the API.
 automountServiceAccountToken: true
 enableServiceLinks: false
 {{- with .restartPolicy }}
@@ -298,7 +359,14 @@ containers:
     args:
       {{- toYaml .args | nindent 6 }}
     env:
-      {{- include "redis-cluster.toolsEnv" (dict "root" $root "optionalPassword" .optionalPassword) | nindent 6 }}
+      {{- include "redis-cluster.toolsEnv" (dict "root" $root "auth" $auth) | nindent 6 }}
+      {{- if $aclUsers }}
+      # Every user's passwords and the application users' rules: the hook sets them on every running node.
+      - name: REDIS_CLUSTER_AUTH_DIR
+        value: {{ include "redis-cluster.authDir" $root | quote }}
+      - name: REDIS_CLUSTER_ACL_USERS
+        value: /etc/redis/acl-users
+      {{- end }}
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -311,9 +379,60 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- if $auth }}
+      - name: auth
+        mountPath: {{ include "redis-cluster.authDir" $root }}
+        readOnly: true
+      {{- end }}
+      {{- if $aclUsers }}
+      - name: acl-users
+        mountPath: /etc/redis
+        readOnly: true
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
+  {{- if $auth }}
+  {{- include "redis-cluster.authVolume" (dict "root" $root "optional" .optionalAuth) | nindent 2 }}
+  {{- end }}
+  {{- if $aclUsers }}
+  - name: acl-users
+    configMap:
+      name: {{ include "redis-cluster.fullname" $root }}
+      items:
+        - key: acl-users
+          path: acl-users
+  {{- end }}
+{{- end -}}
+
+{{/*
+Egress rule to the cluster DNS (networkPolicy.dns), shared by the release's NetworkPolicies.
+*/}}
+{{- define "redis-cluster.dnsEgress" -}}
+- ports:
+    {{- toYaml .Values.networkPolicy.dns.ports | nindent 4 }}
+  {{- with .Values.networkPolicy.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/*
+Egress rule to the client and bus ports of this release's Redis pods.
+Call with (dict "root" $ "bus" BOOL).
+*/}}
+{{- define "redis-cluster.redisEgress" -}}
+- ports:
+    - port: {{ .root.Values.redis.port }}
+      protocol: TCP
+    {{- if .bus }}
+    - port: {{ add .root.Values.redis.port 10000 }}
+      protocol: TCP
+    {{- end }}
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "redis-cluster.redisSelectorLabels" .root | nindent 10 }}
 {{- end -}}
 
 {{/*
@@ -327,11 +446,33 @@ Redis image reference.
 Checks that values.schema.json cannot express; each failure names the keys to fix.
 */}}
 {{- define "redis-cluster.validate" -}}
-{{- if and .Values.auth.enabled (not .Values.auth.password) (not .Values.auth.existingSecret) -}}
-{{- fail "auth.enabled is true but neither auth.password nor auth.existingSecret is set: set one of them (no password is ever generated)" -}}
+{{- /* The schema refuses these keys too; this says why when schema validation is skipped. */ -}}
+{{- if or (hasKey .Values.auth "password") (hasKey .Values.auth "existingSecretPasswordKey") -}}
+{{- fail "auth.password and auth.existingSecretPasswordKey are gone: passwords never go in values (they would land in the release, in Git, in the rendered manifests). Put them in a Secret and set auth.existingSecret (keys admin-password, replication-password and <user>-password, one password per line), or leave auth.existingSecret unset and let the pre-install hook generate one" -}}
 {{- end -}}
-{{- if and .Values.auth.password .Values.auth.existingSecret -}}
-{{- fail "auth.password and auth.existingSecret are both set: set only one of them" -}}
+{{- $seen := dict -}}
+{{- range $i, $user := .Values.auth.users -}}
+{{- if has $user.name (list "admin" "replication" "default" "probe") -}}
+{{- fail (printf "auth.users[%d].name is %q, a user the chart keeps for itself (admin: the tools, replication: the replicas, default: disabled, probe): give the application user another name" $i $user.name) -}}
+{{- end -}}
+{{- if hasKey $seen $user.name -}}
+{{- fail (printf "auth.users[%d].name %q is already auth.users[%v].name: each user is listed once (its password is key %s-password of the Secret)" $i $user.name (get $seen $user.name) $user.name) -}}
+{{- end -}}
+{{- $_ := set $seen $user.name $i -}}
+{{- range $word := splitList " " ($user.rules | replace "\t" " ") -}}
+{{- if or (has $word (list "nopass" "resetpass" "reset")) (regexMatch "^[<>#!]" $word) -}}
+{{- /* Never echo a password back: name only the rule's first character. */ -}}
+{{- $what := ternary (printf "%q" $word) (printf "a rule starting with %q" (substr 0 1 $word)) (has $word (list "nopass" "resetpass" "reset")) -}}
+{{- fail (printf "auth.users[%d].rules (user %q) has %s: rules never hold or change passwords (they come from key %s-password of the Secret, one per line): remove it" $i $user.name $what $user.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- if and (not .Values.hook.enabled) (not .Values.auth.existingSecret) -}}
+{{- fail (printf "auth.enabled is true and hook.enabled is false, so no hook creates the Secret %s: set auth.existingSecret to a Secret you made (keys %s, one password per line), or enable hook.enabled" (include "redis-cluster.secretName" .) (include "redis-cluster.secretKeys" .)) -}}
+{{- end -}}
+{{- else if has .Values.service.type (list "NodePort" "LoadBalancer") -}}
+{{- fail (printf "service.type is %s but auth.enabled is false: Redis would be open, without a password, to anyone who reaches a node's port (FLUSHALL, CONFIG SET, SHUTDOWN): set auth.enabled true, or keep service.type ClusterIP" .Values.service.type) -}}
 {{- end -}}
 {{- if and (eq .Values.persistence.type "nfs") (not .Values.persistence.nfs.server) -}}
 {{- fail "persistence.type is nfs but persistence.nfs.server is not set" -}}
