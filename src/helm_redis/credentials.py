@@ -21,7 +21,8 @@ from .errors import PasswordFileError
 
 ADMIN_USER = "admin"
 REPLICATION_USER = "replication"
-RESERVED_USERS = frozenset({"default", ADMIN_USER, REPLICATION_USER})
+# `probe` is kept free for a per-pod user of the probes (the chart refuses it too).
+RESERVED_USERS = frozenset({"default", ADMIN_USER, REPLICATION_USER, "probe"})
 ADMIN_RULES = "~* &* +@all"
 # What a replica sends its master (https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/).
 REPLICATION_RULES = "-@all +psync +replconf +ping"
@@ -54,14 +55,24 @@ def read_passwords(path: Path) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Credentials:
-    """A user and its passwords (the first is the newest one; all are tried)."""
+    """A user and its passwords (all are tried, in order). From a file, `current()` reads it again: a
+    mounted Secret changes under a long-running tool (the reconciler) during a rotation."""
 
     username: str | None
     passwords: tuple[str, ...] = field(repr=False)
+    source: Path | None = None
 
     @classmethod
     def from_file(cls, username: str | None, path: Path) -> Credentials:
-        return cls(username, read_passwords(path))
+        return cls(username, read_passwords(path), path)
+
+    def current(self) -> tuple[str, ...]:
+        if self.source is None:
+            return self.passwords
+        try:
+            return read_passwords(self.source)
+        except PasswordFileError:  # being replaced by the kubelet this instant: the last good read
+            return self.passwords
 
 
 @dataclass(frozen=True)

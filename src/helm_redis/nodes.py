@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
@@ -88,23 +89,22 @@ class Connector:
 
     def login(self, address: NodeAddress) -> tuple[str | None, str | None]:
         """(user, password) this node accepts, for commands that log in themselves (MIGRATE)."""
+        return self._login(self.address_map(address))
+
+    def _login(self, reachable: NodeAddress) -> tuple[str | None, str | None]:
         if self.credentials is None:
             return None, None
-        return self.credentials.username, self._password(self.address_map(address))
-
-    def _password(self, reachable: NodeAddress) -> str | None:
-        if self.credentials is None:
-            return None
-        passwords = self.credentials.passwords
+        passwords = self.credentials.current()
         if len(passwords) == 1:
-            return passwords[0]
-        if reachable not in self._accepted:
-            self._accepted[reachable] = self._first_accepted(reachable, passwords)
-        return self._accepted[reachable]
+            return self.credentials.username, passwords[0]
+        accepted = self._accepted.get(reachable)
+        if accepted not in passwords:
+            accepted = self._accepted[reachable] = self._first_accepted(reachable, passwords)
+        return self.credentials.username, accepted
 
     def _first_accepted(self, reachable: NodeAddress, passwords: tuple[str, ...]) -> str:
         for password in passwords:
-            probe = self._open(reachable, password)
+            probe = self._open(reachable, password=password)
             try:
                 probe.ping()
                 return password
@@ -117,14 +117,17 @@ class Connector:
         return passwords[0]
 
     def _new_client(self, reachable: NodeAddress, **options: Any) -> redis.Redis:
-        return self._open(reachable, self._password(reachable), **options)
+        if self.credentials is None:
+            return self._open(reachable, **options)
+        # Asked on every (re)connection: a client made before a rotation logs in with today's password.
+        return self._open(reachable, credential_provider=_NodeLogin(self, reachable), **options)
 
-    def _open(self, reachable: NodeAddress, password: str | None, **options: Any) -> redis.Redis:
+    def _open(self, reachable: NodeAddress, **options: Any) -> redis.Redis:
+        if "password" in options:
+            options["username"] = self.credentials.username if self.credentials else None
         return redis.Redis(
             host=reachable.host,
             port=reachable.port,
-            username=self.credentials.username if self.credentials else None,
-            password=password,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             decode_responses=True,
@@ -137,6 +140,17 @@ class Connector:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+
+
+class _NodeLogin(CredentialProvider):
+    """The login of one node, worked out when a connection is made (redis-py asks on each one)."""
+
+    def __init__(self, connector: Connector, reachable: NodeAddress) -> None:
+        self.connector, self.reachable = connector, reachable
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        user, password = self.connector._login(self.reachable)
+        return (user, password or "") if user else (password or "",)
 
 
 def describe_failure(address: NodeAddress, error: Exception) -> str:

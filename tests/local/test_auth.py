@@ -224,3 +224,22 @@ def test_password_rotation_under_write_load_fails_no_authenticated_write(make_no
         timeout=20,
         what="every replica link back up with the new replication password",
     )
+
+
+def test_a_long_running_connector_follows_its_password_file_through_a_rotation(secured, tmp_path):
+    """The reconciler's case: its connections were made before the rotation; when one drops, it logs in
+    again with what the (kubelet-updated) file says now."""
+    password_file = tmp_path / "admin-password"
+    password_file.write_text("admin-pw\n")
+    connector = Connector(Credentials.from_file("admin", password_file))
+    node = secured.nodes[0].address
+    try:
+        assert connector.client(node).ping()
+        rotated = UserSet(("admin-new",), ("replication-pw",), ((APP, ("app-pw",)),))
+        assert not apply_users(connector, secured.addresses, rotated).skipped
+        password_file.write_text("admin-new\n")
+        connector.client(node).execute_command("CLIENT", "KILL", "USER", "admin")  # every admin connection
+
+        assert connector.client(node).ping()
+    finally:
+        connector.close()
