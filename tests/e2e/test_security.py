@@ -1,0 +1,149 @@
+"""A default install is authenticated, and its passwords appear nowhere they could leak: not in any pod
+spec, not in redis-server's argv or environment, not in a log of any pod of the release (the hook Jobs'
+included, followed while they run), not in NOTES."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.kube import CHART
+
+from .conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+RELEASE = "secure"
+
+
+class PodLogs:
+    """Follows the log of every pod of the release from the moment it appears (hook pods are deleted as
+    soon as they succeed): one follower thread per pod, retrying while its containers have not started,
+    everything bounded by `seconds`."""
+
+    def __init__(self, cluster: Cluster, seconds: float) -> None:
+        self.cluster, self.deadline = cluster, time.monotonic() + seconds
+        self.logs: dict[str, str] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self.stop = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def _follow(self, name: str) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            done = subprocess.run(
+                ["kubectl", "--namespace", self.cluster.namespace, "logs", "-f", "--all-containers", name],
+                env=self.cluster.env,
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, self.deadline - time.monotonic()),
+                check=False,
+            )
+            if "waiting to start" not in done.stderr and "ContainerCreating" not in done.stderr:
+                self.logs[name] = done.stdout + done.stderr
+                return
+            time.sleep(0.2)
+
+    def _watch(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            names = self.cluster.kubectl("get", "pods", "-o", "name", check=False).stdout.split()
+            for name in names:
+                if name.startswith(f"pod/{RELEASE}") and name not in self.threads:
+                    self.threads[name] = threading.Thread(target=self._follow, args=(name,), daemon=True)
+                    self.threads[name].start()
+            time.sleep(0.3)
+
+    def __enter__(self) -> PodLogs:
+        self.watcher.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.watcher.join(timeout=10)
+
+    def text(self) -> dict[str, str]:
+        """Every finished pod's whole log; running pods' logs as they are now."""
+        for name, thread in self.threads.items():
+            if name not in self.logs:
+                self.logs[name] = self.cluster.kubectl("logs", "--all-containers", name, check=False).stdout
+            thread.join(timeout=1)
+        return self.logs
+
+
+def _secret(cluster: Cluster, name: str) -> dict[str, str]:
+    data = json.loads(cluster.kubectl("get", "secret", name, "-o", "json").stdout)["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def _in_pod(cluster: Cluster, script: str, stdin: str = "") -> str:
+    """A shell script in the first Redis pod; secrets travel on stdin, never in argv."""
+    done = cluster.kubectl(
+        "exec", "-i", f"{RELEASE}-redis-cluster-0", "-c", "redis", "--", "sh", "-c", script, input=stdin
+    )
+    return done.stdout.strip()
+
+
+def test_a_default_install_is_authenticated_and_leaks_no_password(cluster: Cluster):
+    started = time.monotonic()
+    with PodLogs(cluster, seconds=600) as logs:
+        cluster.helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            *cluster.values,
+            "--set",
+            "cluster.replicasPerMaster=0",
+            "--wait",
+            "--timeout",
+            "300s",
+        )
+        cluster.timed("secure install (auth by default)", started)
+        passwords = _secret(cluster, f"{RELEASE}-redis-cluster-auth")
+        assert set(passwords) >= {"admin-password", "replication-password", "app-password"}
+        secrets = [p for value in passwords.values() for p in value.split()]
+        assert all(len(p) >= 32 for p in secrets)
+
+        # Refused without a login and with a wrong password; the application user gets in.
+        assert "NOAUTH" in _in_pod(cluster, "redis-cli ping 2>&1")
+        assert "WRONGPASS" in _in_pod(
+            cluster, 'REDISCLI_AUTH="$(cat)" redis-cli --user app ping 2>&1', "wrong"
+        )
+        app = passwords["app-password"].split()[0]
+        assert _in_pod(cluster, 'REDISCLI_AUTH="$(cat)" redis-cli --user app ping 2>&1', app) == "PONG"
+
+        # Nowhere to be read: pod specs of every object, redis-server's argv and environment, NOTES.
+        specs = cluster.kubectl("get", "pods,statefulsets,jobs,deployments,configmaps", "-o", "yaml").stdout
+        proc = _in_pod(cluster, "tr '\\0' ' ' < /proc/1/cmdline; echo; tr '\\0' '\\n' < /proc/1/environ")
+        assert proc.startswith("redis-server")
+        notes = cluster.helm("get", "notes", RELEASE).stdout
+        done = cluster.helm_redis("verify", RELEASE, "--output", "json")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+        checks = {c["name"]: c["status"] for c in json.loads(done.stdout)["checks"]}
+        assert checks["auth-required"] == "pass" and checks["default-user-off"] == "pass"
+        assert checks["network-policy"] == "pass"
+        # Every pod's log, hook Jobs included (a rotation re-run of the hook too).
+        cluster.helm("upgrade", RELEASE, str(CHART), "--reuse-values", "--wait", "--timeout", "300s")
+    pod_logs = logs.text()
+    secret_logs = [text for name, text in pod_logs.items() if "-init-secret-" in name]
+    assert any("created Secret" in text for text in secret_logs), secret_logs
+    init_logs = {
+        name: text
+        for name, text in pod_logs.items()
+        if "-init-" in name and "scale-in" not in name and "secret" not in name
+    }
+    assert init_logs and all("ACL users" in text for text in init_logs.values()), init_logs
+    for where, text in [
+        ("pod specs", specs),
+        ("/proc/1", proc),
+        ("NOTES", notes),
+        ("verify", done.stdout),
+        *pod_logs.items(),
+    ]:
+        for secret in secrets:
+            assert secret not in text, f"a password appears in {where}"
+    cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
+    # The generated Secret outlives the release: a reinstall finds its data and its passwords.
+    assert _secret(cluster, f"{RELEASE}-redis-cluster-auth") == passwords
