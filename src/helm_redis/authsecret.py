@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import KubernetesUnavailable, PasswordSecretMissing
 
@@ -23,10 +23,15 @@ class SecretOutcome:
     name: str
     created: bool
     added: list[str]  # keys given a new password (never their values)
+    passwords: dict[str, tuple[str, ...]] = field(repr=False, default_factory=dict)  # key -> its lines
+
+
+def _lines(encoded: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in base64.b64decode(encoded).decode().splitlines() if line.strip())
 
 
 def _empty_keys(data: dict[str, str], keys: list[str]) -> list[str]:
-    return [k for k in keys if k in data and not base64.b64decode(data[k]).decode().strip()]
+    return [k for k in keys if k in data and not _lines(data[k])]
 
 
 def ensure_secret(api, namespace: str, name: str, keys: list[str], create: bool) -> SecretOutcome:
@@ -71,7 +76,7 @@ def ensure_secret(api, namespace: str, name: str, keys: list[str], create: bool)
             raise KubernetesUnavailable(
                 f"creating Secret {name!r} failed: {error.status} {error.reason}"
             ) from None
-        return SecretOutcome(name, True, list(keys))
+        return SecretOutcome(name, True, list(keys), {k: _lines(v) for k, v in body.data.items()})
     data = secret.data or {}
     missing = [k for k in keys if k not in data]
     empty = _empty_keys(data, keys)
@@ -87,10 +92,11 @@ def ensure_secret(api, namespace: str, name: str, keys: list[str], create: bool)
         )
     if missing:
         patch = {"data": {key: fresh() for key in missing}}
+        data = {**data, **patch["data"]}
         try:
             api.patch_namespaced_secret(name, namespace, patch, _request_timeout=10)
         except ApiException as error:
             raise KubernetesUnavailable(
                 f"adding keys to Secret {name!r} failed: {error.status} {error.reason}"
             ) from None
-    return SecretOutcome(name, False, missing)
+    return SecretOutcome(name, False, missing, {k: _lines(data[k]) for k in keys})

@@ -16,7 +16,7 @@ from typing import Annotated, ParamSpec
 import typer
 
 from . import output
-from .credentials import Credentials, UserSet, parse_app_users, write_config_include
+from .credentials import Credentials, UserSet, parse_app_users, password_key, write_config_include
 from .errors import HelmRedisError, UsageError, explain
 from .errors import one_line as _one_line
 from .formation import Formation, FormationResult, members_from_addresses
@@ -286,9 +286,21 @@ def ensure_secret_command(
             "only check an existing one.",
         ),
     ] = True,
+    pod_selector: PodSelectorOption = None,
+    port: PortOption = 6379,
+    app_users_rules: Annotated[
+        str,
+        typer.Option(
+            "--app-users-rules",
+            envvar="REDIS_CLUSTER_ACL_USERS_RULES",
+            help="The application users, `<name> <ACL rules>` per line (as --app-users, given as text).",
+        ),
+    ] = "",
 ) -> None:
     """Before anything else of the release: the Secret of the passwords exists and holds every key.
-    Never changes a password that exists, never prints one."""
+    Never changes a password that exists, never prints one. With --pod-selector, Redis pods that run
+    without authentication (it is being switched on) get the users live first, so the rolling restart
+    that follows finds every master accepting its replicas' login."""
     from .authsecret import ensure_secret
     from .k8s import core_api
 
@@ -297,13 +309,43 @@ def ensure_secret_command(
         raise UsageError("--keys is empty: name the password keys (admin-password,replication-password,...)")
     if namespace is None:
         raise UsageError("--namespace (REDIS_CLUSTER_NAMESPACE) is required")
-    outcome = ensure_secret(core_api(), namespace, name, wanted, create)
+    api = core_api()
+    outcome = ensure_secret(api, namespace, name, wanted, create)
     if outcome.created:
         output.progress(f"created Secret {name} with random passwords for {', '.join(outcome.added)}")
     elif outcome.added:
         output.progress(f"Secret {name}: added random passwords for {', '.join(outcome.added)}")
     else:
         output.progress(f"Secret {name} holds {', '.join(wanted)}: unchanged")
+    if pod_selector:
+        users = UserSet.from_lookup(
+            lambda user: outcome.passwords[password_key(user)], parse_app_users(app_users_rules)
+        )
+        _secure_open_nodes(api, namespace, pod_selector, port, users)
+
+
+def _secure_open_nodes(api, namespace: str, pod_selector: str, port: int, users: UserSet) -> None:
+    from .k8s import list_pods
+    from .nodes import NodeAddress
+    from .posture import answers_without_login
+    from .users import apply_users
+
+    addresses = [
+        NodeAddress(p.ip, port) for p in list_pods(api, namespace, pod_selector) if p.ip and not p.deleting
+    ]
+    anonymous = Connector(None, timeout=2.0)
+    try:
+        open_nodes = [a for a in addresses if answers_without_login(anonymous, a)]
+        if not open_nodes:
+            return
+        applied = apply_users(anonymous, open_nodes, users)
+    finally:
+        anonymous.close()
+    output.progress(
+        f"authentication is being switched on: users {', '.join(applied.users)} set on "
+        f"{len(applied.applied)} running nodes that had none (the rolling restart turns `default` off)"
+        + "".join(f"; {a} skipped ({why})" for a, why in applied.skipped.items())
+    )
 
 
 def _apply_users(connector: Connector, addresses: list, users: UserSet) -> None:

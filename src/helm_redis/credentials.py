@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,10 +109,17 @@ class UserSet:
 
     @classmethod
     def from_directory(cls, directory: Path, apps: Iterable[AppUser] = ()) -> UserSet:
+        return cls.from_lookup(lambda user: read_passwords(directory / password_key(user)), apps)
+
+    @classmethod
+    def from_lookup(
+        cls, passwords_of: Callable[[str], tuple[str, ...]], apps: Iterable[AppUser] = ()
+    ) -> UserSet:
+        """From any source of each user's passwords (files, a Secret read through the API)."""
         return cls(
-            read_passwords(directory / password_key(ADMIN_USER)),
-            read_passwords(directory / password_key(REPLICATION_USER)),
-            tuple((user, read_passwords(directory / password_key(user.name))) for user in apps),
+            passwords_of(ADMIN_USER),
+            passwords_of(REPLICATION_USER),
+            tuple((user, passwords_of(user.name)) for user in apps),
         )
 
     @property

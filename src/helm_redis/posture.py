@@ -14,7 +14,7 @@ from .nodes import Connector, NodeAddress, parallel
 TLS_SETTINGS = ("tls-port", "tls-cluster", "tls-replication")
 
 
-def _answers_without_login(connector: Connector, address: NodeAddress) -> bool | None:
+def answers_without_login(connector: Connector, address: NodeAddress) -> bool | None:
     """True when the node runs a command for a connection that never logged in; None: no answer."""
     anonymous = Connector(None, connector.address_map, connector.timeout)
     try:
@@ -52,7 +52,7 @@ def security_checks(connector: Connector, addresses: list[NodeAddress], names: d
     open_nodes = [
         label(a)
         for a, answered in zip(
-            addresses, parallel(lambda a: _answers_without_login(connector, a), addresses), strict=True
+            addresses, parallel(lambda a: answers_without_login(connector, a), addresses), strict=True
         )
         if answered
     ]

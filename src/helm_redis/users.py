@@ -20,15 +20,14 @@ class AppliedUsers:
     skipped: dict[NodeAddress, str]  # node -> why (down, restarting: it reads the files when it starts)
 
 
-def apply_users(
-    connector: Connector, addresses: list[NodeAddress], users: UserSet, disable_default: bool = True
-) -> AppliedUsers:
+def apply_users(connector: Connector, addresses: list[NodeAddress], users: UserSet) -> AppliedUsers:
     """On every node: the replication login first, then every user (`reset` + rules, so the result never
     depends on what was there). That order keeps replicas connected through a rotation done as documented
     (add the new password, then remove the old one): the login always names a password every master
-    already accepts. `disable_default` False leaves the `default` user as it is: nodes that still run
-    without authentication keep their clients until they restart with it."""
-    rules = [(name, words) for name, words in users.acl_rules() if disable_default or name != "default"]
+    already accepts. The `default` user is left as it is: a node started with authentication has it off
+    already (its include), and one that still runs open (authentication being switched on) keeps its
+    clients and its probes until its rolling restart turns it off."""
+    rules = [(name, words) for name, words in users.acl_rules() if name != "default"]
 
     def apply(address: NodeAddress) -> str | None:
         try:

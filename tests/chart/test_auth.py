@@ -185,6 +185,10 @@ def test_secret_job_runs_first_and_never_mounts_the_secret(rendered, scenario):
             ["admin-password", "replication-password"] + [f"{u}-password" for u in users]
         ),
         "REDIS_CLUSTER_SECRET_CREATE": "false" if values["auth"].get("existingSecret") else "true",
+        # Pods still running open (auth being switched on) get the users live: their rules.
+        "REDIS_CLUSTER_ACL_USERS_RULES": "\n".join(
+            f"{u['name']} {u['rules']}" for u in values["auth"]["users"]
+        ),
     }
     assert env_of(c) == expected
     # The Secret may not exist yet: it is never mounted here.

@@ -147,3 +147,51 @@ def test_a_default_install_is_authenticated_and_leaks_no_password(cluster: Clust
     cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
     # The generated Secret outlives the release: a reinstall finds its data and its passwords.
     assert _secret(cluster, f"{RELEASE}-redis-cluster-auth") == passwords
+
+
+def test_switching_authentication_on_for_a_running_release_keeps_it_serving(cluster: Cluster):
+    """The default changed: a release installed open is upgraded to authentication. The pre-upgrade Job
+    gives the running open nodes their users first, so the rolling restart finds every master accepting
+    its replicas' login; afterwards the cluster is complete and refuses a connection without a login."""
+    release = "opened"
+    started = time.monotonic()
+    cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        *cluster.values,
+        "--set",
+        "auth.enabled=false",
+        "--wait",
+        "--timeout",
+        "300s",
+    )
+    cluster.wait_verified(release, 240)
+    data = "REDISCLI_AUTH= redis-cli -c set before-auth kept"
+    cluster.kubectl("exec", f"{release}-redis-cluster-0", "-c", "redis", "--", "sh", "-c", data)
+    cluster.timed("open install", started)
+    started = time.monotonic()
+    cluster.helm("upgrade", release, str(CHART), *cluster.values, "--wait", "--timeout", "600s")
+    report = cluster.wait_verified(release, 300)
+    cluster.timed("upgrade to authentication (rolling)", started)
+    checks = {c["name"]: c["status"] for c in report["checks"]}
+    assert checks["auth-required"] == "pass" and checks["default-user-off"] == "pass"
+    refused = cluster.kubectl(
+        "exec", f"{release}-redis-cluster-0", "-c", "redis", "--", "sh", "-c", "redis-cli ping 2>&1"
+    ).stdout
+    assert "NOAUTH" in refused
+    admin = _secret(cluster, f"{release}-redis-cluster-auth")["admin-password"].split()[0]
+    found = cluster.kubectl(
+        "exec",
+        "-i",
+        f"{release}-redis-cluster-0",
+        "-c",
+        "redis",
+        "--",
+        "sh",
+        "-c",
+        'REDISCLI_AUTH="$(cat)" redis-cli --user admin -c get before-auth',
+        input=admin,
+    ).stdout.strip()
+    assert found == "kept"
+    cluster.helm("uninstall", release, "--wait", "--timeout", "5m")

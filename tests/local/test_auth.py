@@ -243,3 +243,35 @@ def test_a_long_running_connector_follows_its_password_file_through_a_rotation(s
         assert connector.client(node).ping()
     finally:
         connector.close()
+
+
+def test_switching_authentication_on_by_a_rolling_restart_keeps_every_replica_linked(make_nodes):
+    """An open cluster gets the users live first (what the pre-upgrade Job does), then every node restarts
+    with them, replicas first as a rolling update would: each replica logs in to a master that may or may
+    not have restarted yet, and the tools' admin login works on both kinds of node throughout."""
+    nodes = make_nodes(6)
+    form(nodes, 3, 1, timeout=60)
+    anonymous = Connector()
+    try:
+        assert not apply_users(anonymous, nodes.addresses, TEST_USERS).skipped
+    finally:
+        anonymous.close()
+    replica = {v.address: v.myself.is_replica for v in views_of(nodes)}
+    order = sorted(nodes.nodes, key=lambda n: not replica[str(n.address)])
+    for node in order:
+        node.stop()
+        node.users = TEST_USERS
+        node.start()
+        node.wait_ready()
+        wait_for(
+            lambda: all(
+                v.replication["master_link_status"] == "up"
+                for v in views_of(nodes, ADMIN)
+                if v.myself.is_replica
+            ),
+            timeout=30,
+            what=f"every replica linked after {node.address} restarted with authentication",
+        )
+    with pytest.raises(redis.AuthenticationError):
+        _login(nodes, None, None).ping()
+    assert_complete(nodes, 3, 1, login=ADMIN)

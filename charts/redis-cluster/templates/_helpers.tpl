@@ -154,6 +154,15 @@ random value in a template, so every render is identical).
 Keys of that Secret, one per user, comma-separated: admin (the tools), replication (masteruser), then the
 application users in values order. Each holds one password per line.
 */}}
+{{/*
+The application users, `<name> <ACL rules>` per line (the ConfigMap's acl-users, the Secret Job's env).
+*/}}
+{{- define "redis-cluster.aclUsers" -}}
+{{- range .Values.auth.users }}
+{{ .name }} {{ .rules }}
+{{- end }}
+{{- end -}}
+
 {{- define "redis-cluster.secretKeys" -}}
 {{- $keys := list "admin-password" "replication-password" -}}
 {{- range .Values.auth.users -}}
