@@ -11,7 +11,7 @@ from helm_redis.errors import UnexpectedData
 from helm_redis.formation import Formation, members_from_addresses
 from helm_redis.nodes import Connector
 
-from .helpers import assert_complete, fingerprint, form, read_back, views_of, write_keys
+from .helpers import ADMIN, TEST_USERS, assert_complete, fingerprint, form, read_back, views_of, write_keys
 
 pytestmark = pytest.mark.redis
 
@@ -189,12 +189,12 @@ def test_a_new_node_with_keys_is_refused_on_scale_out(make_nodes):
     assert _keys_held(extra.nodes[0], "elsewhere") == ["elsewhere"]
 
 
-def test_formation_with_a_password(make_nodes):
-    nodes = make_nodes(6, password="s3cret")
+def test_formation_with_acl_users(make_nodes):
+    nodes = make_nodes(6, users=TEST_USERS)
 
-    form(nodes, 3, 1, password="s3cret", timeout=60)
+    form(nodes, 3, 1, login=ADMIN, timeout=60)
 
-    assert_complete(nodes, 3, 1, password="s3cret")
+    assert_complete(nodes, 3, 1, login=ADMIN)
 
 
 def test_a_run_during_a_restart_waits_for_the_restarting_node_and_changes_nothing(make_nodes):

@@ -18,6 +18,8 @@ from helm_redis.nodes import Connector, read_view
 from helm_redis.nodesconf import prepare_nodes_conf
 
 from .helpers import (
+    ADMIN,
+    TEST_USERS,
     assert_complete,
     cluster_client,
     form,
@@ -498,14 +500,19 @@ def test_readiness_of_a_node_that_does_not_answer(make_nodes):
     assert "no PONG" in _not_ready(node)
 
 
-def test_probes_with_a_password(make_nodes):
-    nodes = make_nodes(6, password="s3cret")
-    form(nodes, 3, 1, password="s3cret", timeout=60)
-    master, replica = master_and_replica(nodes, password="s3cret")
+def test_probes_log_in_from_the_password_file(make_nodes, tmp_path):
+    """As in the pods: user admin, the passwords in a file (a rotation under way: the first line is not
+    accepted yet, the second is)."""
+    nodes = make_nodes(6, users=TEST_USERS)
+    form(nodes, 3, 1, login=ADMIN, timeout=60)
+    master, replica = master_and_replica(nodes, login=ADMIN)
+    password_file = tmp_path / "admin-password"
+    password_file.write_text("not-applied-yet\nadmin-pw\n")
+    login = {"REDIS_USERNAME": "admin", "REDIS_PASSWORD_FILE": str(password_file)}
 
     without = _run_script("readiness.sh", master)
-    ready = [_run_script("readiness.sh", node, REDISCLI_AUTH="s3cret").returncode for node in nodes.nodes]
-    done = _run_script("prestop.sh", master, REDISCLI_AUTH="s3cret", PRESTOP_TIMEOUT_SECONDS="20")
+    ready = [_run_script("readiness.sh", node, **login).returncode for node in nodes.nodes]
+    done = _run_script("prestop.sh", master, PRESTOP_TIMEOUT_SECONDS="20", **login)
 
     assert without.returncode == 1
     assert without.stdout.startswith("no PONG: NOAUTH"), without.stdout
