@@ -122,7 +122,8 @@ def chart_values(env: dict[str, str], run_id: str) -> list[str]:
         "--set",
         f"persistence.hostPath.node={node}",
         "--set",
-        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{run_id}/{{{{ordinal}}}}",
+        # Per release: a release installed later in the run must not find an earlier one's kept volumes.
+        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{run_id}/{{{{release}}}}/{{{{ordinal}}}}",
         "--set",
         "volumePermissions.enabled=true",
     ]
