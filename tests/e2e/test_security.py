@@ -9,8 +9,10 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
+import redis
 
 from tests.kube import CHART
 
@@ -194,4 +196,107 @@ def test_switching_authentication_on_for_a_running_release_keeps_it_serving(clus
         input=admin,
     ).stdout.strip()
     assert found == "kept"
+    cluster.helm("uninstall", release, "--wait", "--timeout", "5m")
+
+
+def _set_secret_key(cluster: Cluster, name: str, key: str, value: str) -> None:
+    """Replace one key of a Secret; the value travels on stdin (a patch file), never in argv."""
+    patch = json.dumps({"data": {key: base64.b64encode(value.encode()).decode()}})
+    cluster.kubectl("patch", "secret", name, "--type", "merge", "--patch-file", "/dev/stdin", input=patch)
+
+
+def test_password_rotation_under_write_load_fails_no_authenticated_write(cluster: Cluster):
+    """The README's rotation, step by step, while a client of the application user writes to every master
+    and logs in afresh for every round with the password it uses at that moment."""
+    from helm_redis.credentials import Credentials
+    from helm_redis.nodes import Connector, read_views
+    from helm_redis.release import open_release
+    from helm_redis.verify import key_for_slots
+
+    release, secret = "rotate", "rotate-redis-cluster-auth"
+    cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        *cluster.values,
+        "--set",
+        "cluster.replicasPerMaster=0",
+        "--wait",
+        "--timeout",
+        "300s",
+    )
+    cluster.wait_verified(release, 240)
+    old = _secret(cluster, secret)["app-password"].strip()
+    new = "rotated-" + base64.b64encode(uuid.uuid4().bytes).decode().strip("=").replace("/", "_")
+    target = open_release(release, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
+    views = read_views(target.connector, [m.address for m in target.members])
+    masters = [
+        (m.address, key_for_slots(v.myself.slots, "rotation:"))
+        for m, v in zip(target.members, views, strict=True)
+        if v.myself.slots
+    ]
+    using = {"password": old}
+    rounds, failures = [0], []
+    stop = threading.Event()
+
+    def writer() -> None:
+        deadline = time.monotonic() + 600
+        while not stop.is_set() and time.monotonic() < deadline:
+            connector = Connector(Credentials("app", (using["password"],)), target.connector.address_map)
+            try:
+                for address, key in masters:
+                    connector.client(address).set(key, rounds[0])
+                rounds[0] += 1
+            except Exception as error:  # every failure counts, whatever its kind
+                failures.append(type(error).__name__)
+            finally:
+                connector.close()
+            time.sleep(0.05)
+
+    def files_have(lines: int) -> bool:
+        return all(
+            cluster.kubectl(
+                "exec",
+                pod.name,
+                "-c",
+                "redis",
+                "--",
+                "grep",
+                "-c",
+                ".",
+                "/etc/redis-auth/app-password",
+                check=False,
+            ).stdout.strip()
+            == str(lines)
+            for pod in target.pods
+        )
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        _set_secret_key(cluster, secret, "app-password", f"{old}\n{new}\n")  # 1: the new one beside
+        cluster.helm("upgrade", release, str(CHART), "--reuse-values", "--wait", "--timeout", "300s")  # 2
+        using["password"] = new  # 3: the clients move
+        deadline = time.monotonic() + 150
+        while not files_have(2):  # the kubelet's refresh of the mounted Secret, as the README says
+            assert time.monotonic() < deadline, "the mounted Secret was not refreshed in 150 s"
+            time.sleep(5)
+        _set_secret_key(cluster, secret, "app-password", f"{new}\n")  # 4: the old one goes
+        cluster.helm("upgrade", release, str(CHART), "--reuse-values", "--wait", "--timeout", "300s")  # 5
+        time.sleep(2)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    cluster.timed(f"password rotation under write load ({rounds[0]} rounds)", started)
+    print(f"[e2e] rotation: {rounds[0]} rounds of writes to {len(masters)} masters, {len(failures)} failed")
+    try:
+        assert rounds[0] >= 20
+        assert failures == []
+        refused = Connector(Credentials("app", (old,)), target.connector.address_map)
+        with pytest.raises(redis.AuthenticationError):
+            refused.client(masters[0][0]).ping()
+        refused.close()
+    finally:
+        target.close()
     cluster.helm("uninstall", release, "--wait", "--timeout", "5m")
