@@ -42,8 +42,10 @@ cat <<SUMMARY
 === summary
 The cluster: release $RELEASE in namespace $NAMESPACE ($(kubectl config current-context 2>/dev/null || echo local)).
   kubectl -n $NAMESPACE get pods -o wide
-  kubectl -n $NAMESPACE exec -it $RELEASE-redis-cluster-0 -c redis -- redis-cli -c   # a cluster-aware shell
-  kubectl -n $NAMESPACE port-forward svc/$RELEASE-redis-cluster 6379                 # clients on localhost
+  # a cluster-aware shell as the application user (its password from the file mounted in the pod)
+  kubectl -n $NAMESPACE exec -it $RELEASE-redis-cluster-0 -c redis -- \\
+    sh -c 'REDISCLI_AUTH="\$(head -n1 /etc/redis-auth/app-password)" redis-cli --user app -c'
+  kubectl -n $NAMESPACE port-forward svc/$RELEASE-redis-cluster 6379   # then: redis-cli --user app --askpass
   helm redis verify $RELEASE -n $NAMESPACE
   helm redis drill $RELEASE -n $NAMESPACE --mode graceful
 The drill's numbers are in its table above (promotion time, write gap per shard, writes lost: must be 0).

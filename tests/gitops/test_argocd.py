@@ -78,12 +78,14 @@ def hook_jobs(app: dict[str, Any], hook_type: str = "PostSync") -> list[dict[str
 
 
 def assert_hook_succeeded(app: dict[str, Any]) -> None:
-    """Both hooks of a full sync: the scale-in drain before it (PreSync), the formation after it."""
+    """The hooks of a full sync: before it (PreSync) the Secret of the passwords and the scale-in drain,
+    the formation after it."""
     jobs = hook_jobs(app)
     assert [(j["name"], j.get("hookPhase")) for j in jobs] == [(f"{FULLNAME}-init", "Succeeded")], jobs
     presync = hook_jobs(app, "PreSync")
-    assert [(j["name"], j.get("hookPhase")) for j in presync] == [
-        (f"{FULLNAME}-init-scale-in", "Succeeded")
+    assert sorted((j["name"], j.get("hookPhase")) for j in presync) == [
+        (f"{FULLNAME}-init-scale-in", "Succeeded"),
+        (f"{FULLNAME}-init-secret", "Succeeded"),
     ], presync
 
 
@@ -192,7 +194,8 @@ def test_application_syncs_healthy_and_the_postsync_hook_forms_the_cluster(app: 
     app.argo.record("create Application -> hook done", time.monotonic() - started)
     assert_hook_succeeded(done)
     # The helm test Pod is a hook of no phase Argo CD knows: never applied.
-    assert f"{FULLNAME}-test" not in [r["name"] for r in _operation(done)["syncResult"]["resources"]]
+    applied = _operation(done)["syncResult"]["resources"]
+    assert f"{FULLNAME}-test" not in [r["name"] for r in applied if r.get("kind") == "Pod"]
     assert app.kubectl("get", "pod", f"{FULLNAME}-test", check=False).returncode != 0
 
     target = open_redis(app)
