@@ -12,6 +12,7 @@ import base64
 import secrets
 from dataclasses import dataclass, field
 
+from .credentials import password_lines
 from .errors import KubernetesUnavailable, PasswordSecretMissing
 
 # 32 random bytes, URL-safe: no character a config parser or a shell would treat specially.
@@ -27,7 +28,7 @@ class SecretOutcome:
 
 
 def _lines(encoded: str) -> tuple[str, ...]:
-    return tuple(line.strip() for line in base64.b64decode(encoded).decode().splitlines() if line.strip())
+    return password_lines(base64.b64decode(encoded).decode())
 
 
 def _empty_keys(data: dict[str, str], keys: list[str]) -> list[str]:

@@ -16,7 +16,14 @@ from typing import Annotated, ParamSpec
 import typer
 
 from . import output
-from .credentials import Credentials, UserSet, parse_app_users, password_key, write_config_include
+from .credentials import (
+    Credentials,
+    UserSet,
+    parse_app_users,
+    password_key,
+    password_lines,
+    write_config_include,
+)
 from .errors import HelmRedisError, UsageError, explain
 from .errors import one_line as _one_line
 from .formation import Formation, FormationResult, members_from_addresses
@@ -137,7 +144,7 @@ def _credentials(user: str | None, password_file: Path | None) -> Credentials | 
     if str(password_file) == "-":
         import sys
 
-        passwords = tuple(line.strip() for line in sys.stdin.read().splitlines() if line.strip())
+        passwords = password_lines(sys.stdin.read())
         if not passwords:
             raise UsageError("--password-file - read no password from standard input")
         return Credentials(user, passwords)

@@ -34,6 +34,12 @@ def password_key(user: str) -> str:
     return f"{user}-password"
 
 
+def password_lines(text: str) -> tuple[str, ...]:
+    """The passwords of a file's or a Secret key's text: one per line, blank lines and edge spaces
+    dropped."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
 def read_passwords(path: Path) -> tuple[str, ...]:
     """The passwords in a file, one per line. An empty file is refused: Redis would take an empty
     password as no password at all."""
@@ -44,7 +50,7 @@ def read_passwords(path: Path) -> tuple[str, ...]:
             f"password file {path} does not exist: mount the Secret that holds it, or point "
             "--password-file (REDIS_PASSWORD_FILE) at it"
         ) from None
-    passwords = tuple(line.strip() for line in text.splitlines() if line.strip())
+    passwords = password_lines(text)
     if not passwords:
         raise PasswordFileError(
             f"password file {path} is empty: put a password in it (an empty password would turn "

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .credentials import ADMIN_USER, Credentials, password_key
+from .credentials import ADMIN_USER, Credentials, password_key, password_lines
 from .errors import KubernetesUnavailable, PasswordSecretMissing, PodsNotFound, ReleaseNotFound
 from .faults import CommandFaults, freeze, hang_seconds
 from .health import Check, Expectation
@@ -246,9 +246,7 @@ def _credentials(api, namespace: str, pod_spec) -> Credentials | None:
             f"the Redis pods read the tools' password from {where}, but that Secret has no such key "
             f"(its keys: {keys}): add it (one password per line)"
         )
-    passwords = tuple(
-        line.strip() for line in base64.b64decode(data[key]).decode().splitlines() if line.strip()
-    )
+    passwords = password_lines(base64.b64decode(data[key]).decode())
     if not passwords:
         raise PasswordSecretMissing(f"{where} is empty: put a password in it")
     return Credentials(ADMIN_USER, passwords)
