@@ -11,6 +11,8 @@ import asyncio
 import base64
 import logging
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +53,16 @@ def release_values(name: str, namespace: str, context: str | None, kubeconfig: s
     # pyhelm3 logs every failed helm command; the error below already says it, in one line.
     logging.getLogger("pyhelm3").setLevel(logging.CRITICAL)
 
+    executable = os.environ.get("HELM_BIN", "helm")
+    # pyhelm3's Client asserts the executable exists (an AssertionError, not FileNotFoundError).
+    if shutil.which(executable) is None:
+        raise KubernetesUnavailable(
+            f"the helm executable {executable!r} was not found (set HELM_BIN or PATH)"
+        )
+
     async def read() -> dict[str, Any]:
         client = Client(
-            executable=os.environ.get("HELM_BIN", "helm"),
+            executable=executable,
             kubeconfig=kubeconfig,
             kubecontext=context,
         )
@@ -71,8 +80,10 @@ def release_values(name: str, namespace: str, context: str | None, kubeconfig: s
         raise KubernetesUnavailable(f"Helm cannot reach the cluster: {_last_line(error)}") from None
     except helm_errors.Error as error:
         raise KubernetesUnavailable(f"helm failed reading release {name!r}: {_last_line(error)}") from None
-    except FileNotFoundError:
-        raise KubernetesUnavailable("the helm executable was not found (HELM_BIN or PATH)") from None
+    except subprocess.CalledProcessError:  # pyhelm3 asks the executable for its version first
+        raise KubernetesUnavailable(
+            f"{executable!r} did not answer `version` as Helm does: point HELM_BIN or PATH at Helm"
+        ) from None
 
 
 def _last_line(error: Exception) -> str:

@@ -4,6 +4,7 @@ real process prints, so these tests run the installed script.)"""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -116,3 +117,24 @@ def test_ctrl_c_outside_a_drill_is_one_line_and_exit_130():
     assert last == "interrupted"
     assert all("waiting for 1 node(s)" in line for line in progress), err
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("helm_bin", "expected"),
+    [
+        ("no-such-helm-binary", "helm executable 'no-such-helm-binary' was not found"),
+        ("false", "as Helm does"),
+    ],
+)
+def test_a_missing_or_wrong_helm_is_one_line(helm_bin, expected):
+    """pyhelm3 asserts the executable exists and runs `helm version` first: neither may be a traceback."""
+    done = subprocess.run(
+        [HELM_REDIS, "verify", "some-release"],
+        env={**os.environ, "HELM_BIN": helm_bin},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert expected in assert_one_line_exit_2(done)
