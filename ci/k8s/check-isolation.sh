@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks that nothing of the local cluster can leave the machine, and that in-cluster traffic works:
-#  host side: the RCH-ISOLATION chain is FORWARD's first rule, the service and pod ranges are routed to a
+#  host side: every forwarded packet meets the RCH-ISOLATION chain first (it is FORWARD's first rule, or
+#             the NetworkPolicy engine's chain is and starts with a jump to it), the service and pod ranges are routed to a
 #             discard route, no MASQUERADE of the pod range, CoreDNS answers cluster.local and gives
 #             NXDOMAIN for anything else (it has no forward plugin at all);
 #  pod side:  TCP to the host's gateway and to the host's resolver fail fast, an outside name does not
@@ -9,6 +10,8 @@
 set -uo pipefail
 LOG_TAG=isolation
 source "$(dirname "$0")/lib.sh"
+source "$K8S_LIB_DIR/net.sh"
+source "$K8S_LIB_DIR/procs.sh"
 NS=rch-check
 FAIL=0
 ok() { printf '  ok    %s\n' "$*"; }
@@ -23,8 +26,19 @@ host_checks() {
   echo "host:"
   local first
   first=$(iptables -w -S FORWARD | sed -n 2p)
-  [[ "$first" == "-A FORWARD -j $IPT_CHAIN" ]] && ok "FORWARD starts with -j $IPT_CHAIN" ||
-    bad "FORWARD's first rule is '$first', not the isolation chain"
+  if [[ "$first" == "-A FORWARD -j $IPT_CHAIN" ]]; then
+    ok "FORWARD starts with -j $IPT_CHAIN"
+  elif forward_guarded; then
+    ok "FORWARD starts with the NetworkPolicy engine's -j KUBE-ROUTER-FORWARD, whose first rule is -j $IPT_CHAIN" \
+      "(the guard), then -j $IPT_CHAIN"
+  else
+    bad "FORWARD's first rule is '$first', not the isolation chain nor the guarded engine chain"
+  fi
+  if alive kube-router; then
+    [[ $(iptables -w -S KUBE-ROUTER-FORWARD 2>/dev/null | sed -n 2p) == *"-j $IPT_CHAIN" ]] &&
+      ok "NetworkPolicy engine (kube-router) runs; KUBE-ROUTER-FORWARD starts with -j $IPT_CHAIN" ||
+      bad "kube-router runs but KUBE-ROUTER-FORWARD does not start with -j $IPT_CHAIN"
+  fi
   iptables -w -S "$IPT_CHAIN" 2>/dev/null | grep -c -- "-s $POD_CIDR .*REJECT" >/dev/null &&
     ok "$IPT_CHAIN rejects forwarded traffic from $POD_CIDR not bound for $BRIDGE" || bad "$IPT_CHAIN lacks the pod-range reject rule"
   ip route show type prohibit | grep -c "^prohibit $SERVICE_CIDR" >/dev/null &&

@@ -7,6 +7,7 @@ LOG_TAG=k8s-down
 source "$(dirname "$0")/lib.sh"
 source "$K8S_LIB_DIR/net.sh"
 source "$K8S_LIB_DIR/procs.sh"
+source "$K8S_LIB_DIR/netpol.sh"
 
 crictl_() { "$K8S_BIN/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
 
@@ -64,6 +65,8 @@ main() {
     log "no local cluster state in $K8S_STATE: nothing to stop"
     exit 0
   fi
+  # The policy engine first (it would re-sync at every pod removal), with its rules and ipsets.
+  timed "networkpolicy engine (kube-router)" stop_netpol
   timed "pods (kubelet, CRI teardown)" remove_pods
   timed "coredns, kube-proxy, scheduler, controller-manager" eval \
     'stop_proc coredns & stop_proc kube-proxy & stop_proc kube-scheduler & stop_proc kube-controller-manager & wait'

@@ -44,21 +44,50 @@ save_sysctls() {
   done >"$K8S_STATE/sysctl.orig"
 }
 
-# isolation_rules: (re)install the RCH-ISOLATION chain as the FIRST rule of FORWARD.
+# isolation_chain: the rules of the RCH-ISOLATION chain, as `iptables -S` prints them.
 #  - pod <-> pod on the bridge (also after a Service DNAT) is allowed;
 #  - anything else forwarded from the pod range or from the bridge is rejected at once;
 #  - nothing is forwarded from elsewhere into the pod range.
+isolation_chain() {
+  local c=$IPT_CHAIN out='"rch: pod traffic never leaves the machine"'
+  cat <<EOF
+-A $c -i $BRIDGE -o $BRIDGE -j RETURN
+-A $c -s $POD_CIDR -p tcp -m comment --comment $out -j REJECT --reject-with tcp-reset
+-A $c -s $POD_CIDR -m comment --comment $out -j REJECT --reject-with icmp-admin-prohibited
+-A $c -i $BRIDGE -m comment --comment "rch: nothing from the bridge is forwarded out" -j REJECT --reject-with icmp-admin-prohibited
+-A $c -d $POD_CIDR -m comment --comment "rch: nothing forwarded into pods from outside" -j DROP
+-A $c -o $BRIDGE -m comment --comment "rch: nothing forwarded into the bridge from outside" -j DROP
+EOF
+}
+
+# forward_guarded: every forwarded packet meets RCH-ISOLATION before any ACCEPT. Either the chain is
+# FORWARD's first rule, or the NetworkPolicy engine's jump is (kube-router keeps its own first) and its
+# chain starts with the isolation guard (netpol.sh), with RCH-ISOLATION right after it.
+forward_guarded() {
+  local forward
+  forward=$(iptables -w -S FORWARD)
+  [[ $(sed -n 2p <<<"$forward") == "-A FORWARD -j $IPT_CHAIN" ]] && return 0
+  [[ $(sed -n 2p <<<"$forward") == "-A FORWARD "*"-j KUBE-ROUTER-FORWARD" &&
+    $(sed -n 3p <<<"$forward") == "-A FORWARD -j $IPT_CHAIN" &&
+    $(iptables -w -S KUBE-ROUTER-FORWARD 2>/dev/null | sed -n 2p) == *"-j $IPT_CHAIN" ]]
+}
+
+# isolation_rules: (re)install the RCH-ISOLATION chain and keep FORWARD guarded (see forward_guarded).
+# The chain is written in one transaction, and only when it differs: the NetworkPolicy engine rewrites
+# the filter table from its own iptables-save, and must never see (and restore) a half-filled chain.
 isolation_rules() {
-  iptables -w -N "$IPT_CHAIN" 2>/dev/null || iptables -w -F "$IPT_CHAIN"
-  iptables -w -A "$IPT_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j RETURN
-  iptables -w -A "$IPT_CHAIN" -s "$POD_CIDR" -p tcp -m comment --comment "rch: pod traffic never leaves the machine" \
-    -j REJECT --reject-with tcp-reset
-  iptables -w -A "$IPT_CHAIN" -s "$POD_CIDR" -m comment --comment "rch: pod traffic never leaves the machine" \
-    -j REJECT --reject-with icmp-admin-prohibited
-  iptables -w -A "$IPT_CHAIN" -i "$BRIDGE" -m comment --comment "rch: nothing from the bridge is forwarded out" \
-    -j REJECT --reject-with icmp-admin-prohibited
-  iptables -w -A "$IPT_CHAIN" -d "$POD_CIDR" -m comment --comment "rch: nothing forwarded into pods from outside" -j DROP
-  iptables -w -A "$IPT_CHAIN" -o "$BRIDGE" -m comment --comment "rch: nothing forwarded into the bridge from outside" -j DROP
+  local want
+  want=$(isolation_chain)
+  iptables -w -N "$IPT_CHAIN" 2>/dev/null || true
+  if [[ $(iptables -w -S "$IPT_CHAIN" | tail -n +2) != "$want" ]]; then
+    printf '*filter\n:%s - [0:0]\n%s\nCOMMIT\n' "$IPT_CHAIN" "$want" | iptables-restore -w --noflush
+  fi
+  # The engine's chain, when it exists, starts with the guard.
+  if iptables -w -S KUBE-ROUTER-FORWARD >/dev/null 2>&1 &&
+    [[ $(iptables -w -S KUBE-ROUTER-FORWARD | sed -n 2p) != *"-j $IPT_CHAIN" ]]; then
+    iptables -w -I KUBE-ROUTER-FORWARD 1 -m comment --comment "rch: isolation before kube-router accepts" -j "$IPT_CHAIN"
+  fi
+  forward_guarded && return 0
   while iptables -w -D FORWARD -j "$IPT_CHAIN" 2>/dev/null; do :; done
   iptables -w -I FORWARD 1 -j "$IPT_CHAIN"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proves that the NetworkPolicy engine (ci/k8s/netpol-up.sh) enforces policies, in a namespace of its own
-# (NETPOL_NAMESPACE, default netpol-lab), and measures how long each policy change takes to be enforced.
+# Proves that the NetworkPolicy engine (netpol.sh, started by up.sh) enforces policies, in a namespace of
+# its own (NETPOL_NAMESPACE, default netpol-lab), and measures how long each policy change takes to be enforced.
 #   server  redis-server on 6379 (app=server), with a TCP readiness probe (the kubelet on the node)
 #   client  role=client, runs `redis-cli -h SERVER ping`
 #   other   role=other, the same
@@ -8,7 +8,7 @@
 # still passes); ingress allowed from role=client on 6379 (client yes, other no); deny-all egress on the
 # client (client no); egress allowed to app=server on 6379 (client yes); all policies removed (both yes).
 # Only pod IPs on the bridge are used: nothing is sent off the machine. Deletes the namespace at the end
-# (KEEP=1 keeps it). Needs the engine running with a scope that includes the namespace.
+# (KEEP=1 keeps it). Needs the engine running.
 set -euo pipefail
 LOG_TAG=netpol-check
 source "$(dirname "$0")/lib.sh"

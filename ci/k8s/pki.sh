@@ -91,10 +91,12 @@ pki() {
   cert kubelet "system:node:$NODE_NAME" system:nodes
   cert kubelet-serving "system:node:$NODE_NAME" system:nodes "DNS:$NODE_NAME,IP:$BRIDGE_IP,IP:127.0.0.1"
   cert coredns system:rch-coredns ""
+  cert kube-router system:rch-kube-router ""
   kubeconfig admin admin
   kubeconfig controller-manager controller-manager
   kubeconfig scheduler scheduler
   kubeconfig kube-proxy kube-proxy
   kubeconfig kubelet kubelet
   kubeconfig coredns coredns
+  kubeconfig kube-router kube-router
 }

@@ -12,7 +12,7 @@ if [[ ! -d "$K8S_PIDS" ]]; then
   exit 3
 fi
 echo "processes (state $K8S_STATE):"
-for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns; do
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns kube-router; do
   if alive "$n"; then
     read -r pid _ <"$K8S_PIDS/$n.pid"
     printf '  %-24s running  pid %-7s rss %s MiB\n' "$n" "$pid" "$(($(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024))"
@@ -24,7 +24,9 @@ echo "versions: server $(kc version -o json 2>/dev/null | python3 -c 'import jso
   "etcd $("$K8S_BIN/etcd" --version 2>/dev/null | awk '/etcd Version/{print $3}')," \
   "containerd $(containerd --version 2>/dev/null | awk '{print $3}')," \
   "runc $(runc --version 2>/dev/null | awk 'NR==1{print $3}')," \
-  "coredns $("$K8S_BIN/coredns" -version 2>/dev/null | awk -F- 'NR==1{print $2}')"
+  "coredns $("$K8S_BIN/coredns" -version 2>/dev/null | awk -F- 'NR==1{print $2}')," \
+  "kube-router $("$K8S_BIN/kube-router" --version 2>/dev/null | grep -o 'version v[0-9.]*' | cut -d' ' -f2) (NetworkPolicies:" \
+  "$(kc get networkpolicies -A --no-headers 2>/dev/null | wc -l) objects)"
 echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
 kc get nodes -o wide 2>&1 | sed 's/^/  /' || rc=1
 kc get pods -A -o wide 2>&1 | sed 's/^/  /'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up a single-node Kubernetes made of upstream components running as processes of this machine:
 # etcd, kube-apiserver (Node,RBAC), kube-controller-manager, kube-scheduler, containerd, kubelet,
-# kube-proxy (iptables) and CoreDNS (cluster.local only, forwards nothing), on a bridge of its own.
+# kube-proxy (iptables), CoreDNS (cluster.local only, forwards nothing) and a NetworkPolicy engine
+# (kube-router's policy controller, netpol.sh), on a bridge of its own.
 # Idempotent: when everything runs already, it checks and returns in seconds.
 # If a reachable cluster is already configured (KUBECONFIG / current context), it does nothing unless
 # LOCAL_K8S=1. Prints how long each step took and how to use the cluster.
@@ -11,6 +12,7 @@ source "$(dirname "$0")/lib.sh"
 source "$K8S_LIB_DIR/pki.sh"
 source "$K8S_LIB_DIR/net.sh"
 source "$K8S_LIB_DIR/procs.sh"
+source "$K8S_LIB_DIR/netpol.sh"
 
 T0=$(date +%s.%N)
 STARTED=0   # how many processes this run started
@@ -152,6 +154,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "$K8S_STATE/cni/net.d"
     max_conf_num = 1
 EOF
+  # The chart values this cluster needs (env.sh exports the path as RCH_CLUSTER_VALUES; the e2e and
+  # gitops tests pass it to every install). CoreDNS and the API server are host processes on the bridge
+  # address, not pods: the chart's default DNS peer (kube-dns pods in kube-system) does not exist here.
+  put "$K8S_STATE/chart-values.yaml" <<EOF
+# Site values of the local cluster (written by ci/k8s/up.sh).
+networkPolicy:
+  # CoreDNS is a host process listening on the bridge address.
+  dns:
+    to:
+      - ipBlock: {cidr: $BRIDGE_IP/32}
+    ports:
+      - {port: 53, protocol: UDP}
+      - {port: 53, protocol: TCP}
+  # The API server is a host process too: the kubernetes Service ($APISERVER_SERVICE_IP:443) is translated
+  # to $BRIDGE_IP:$APISERVER_PORT before the policy engine sees the packet.
+  kubeAPI:
+    to:
+      - ipBlock: {cidr: $BRIDGE_IP/32}
+    ports:
+      - {port: $APISERVER_PORT, protocol: TCP}
+EOF
   # CoreDNS: cluster.local (and the reverse zones of our ranges) from the Kubernetes API; every other
   # name gets NXDOMAIN right here. There is no forward plugin in this binary at all.
   put "$K8S_STATE/coredns/Corefile" <<EOF
@@ -179,8 +202,8 @@ EOF
 }
 
 rbac() {
-  [[ -f "$K8S_STATE/.rbac-done" ]] && return 0
-  kc apply -f - >/dev/null <<'EOF'
+  local manifest sum
+  manifest=$(cat <<'EOF'
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: rch:kube-apiserver-kubelet-client}
@@ -203,8 +226,34 @@ kind: ClusterRoleBinding
 metadata: {name: rch:coredns}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: rch:coredns}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:rch-coredns}]
+---
+# The NetworkPolicy engine reads, never writes: the informers kube-router starts (pods, namespaces,
+# networkpolicies, nodes for its own IP, services, endpoints, endpointslices).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: rch:kube-router}
+rules:
+- apiGroups: [""]
+  resources: [pods, namespaces, nodes, services, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: rch:kube-router}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: rch:kube-router}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:rch-kube-router}]
 EOF
-  touch "$K8S_STATE/.rbac-done"
+)
+  sum=$(sha256sum <<<"$manifest" | cut -c1-16)
+  [[ -f "$K8S_STATE/.rbac-done" && $(cat "$K8S_STATE/.rbac-done") == "$sum" ]] && return 0
+  kc apply -f - >/dev/null <<<"$manifest"
+  echo "$sum" >"$K8S_STATE/.rbac-done"
 }
 
 start_etcd() {
@@ -316,6 +365,7 @@ main() {
   timed "images (build/import)" env CONTAINERD_ADDRESS="$CONTAINERD_SOCK" "$REPO_DIR/ci/images/build.sh"
   timed "kubelet" start_kubelet
   timed "kube-proxy + coredns" start_proxy_dns
+  timed "networkpolicy engine (kube-router)" start_netpol
   if ((STARTED > 0)) || [[ ${RCH_CHECK_DNS:-0} == 1 ]]; then
     timed "test pod resolves the API's FQDN" dns_test_pod
   fi
@@ -327,6 +377,8 @@ Local Kubernetes $K8S_VERSION is running (node $NODE_NAME, pods $POD_CIDR, servi
   export PATH=$K8S_BIN:\$PATH        # kubectl $K8S_VERSION
   kubectl get nodes
 Images: $REDIS_IMAGE, $HOOK_IMAGE (imagePullPolicy: IfNotPresent or Never)
+NetworkPolicies are enforced (kube-router $KUBE_ROUTER_VERSION); chart values this cluster needs:
+  $K8S_STATE/chart-values.yaml (RCH_CLUSTER_VALUES in ci/k8s/env.sh)
 Status: make k8s-status    Stop and remove: make k8s-down
 EOF
 }
