@@ -31,6 +31,7 @@ from .health import Expectation
 from .nodes import Connector, parse_node_list
 from .nodesconf import prepare_node
 from .plan import Member
+from .tlsconfig import TlsSettings
 
 P = ParamSpec("P")
 
@@ -104,6 +105,34 @@ PasswordFileOption = Annotated[
         show_default=False,
     ),
 ]
+TlsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-dir",
+        envvar="REDIS_TLS_DIR",
+        help="Speak TLS: directory of ca.crt, tls.crt and tls.key (the chart's TLS Secret, mounted). "
+        "Verify and drill on a release find its TLS by themselves.",
+        show_default=False,
+    ),
+]
+TlsServerNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-server-name",
+        envvar="REDIS_TLS_SERVER_NAME",
+        help="The name every node's certificate must carry (the chart's: <fullname>.<namespace>.svc."
+        "<cluster domain>); without it only the certificate chain is checked.",
+        show_default=False,
+    ),
+]
+
+
+def _tls(tls_dir: Path | None, server_name: str | None) -> TlsSettings | None:
+    if tls_dir is None:
+        if server_name:
+            raise UsageError(f"--tls-server-name {server_name} needs --tls-dir (REDIS_TLS_DIR)")
+        return None
+    return TlsSettings.from_directory(tls_dir, server_name)
 
 
 AuthDirOption = Annotated[
@@ -225,6 +254,8 @@ def init(
     replicas_per_master: InitReplicasOption = 1,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     auth_dir: AuthDirOption = None,
     app_users: AppUsersOption = None,
     statefulset: StatefulSetOption = None,
@@ -255,7 +286,7 @@ def init(
     else:
         members = _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(_credentials(user, password_file))
+    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
     try:
         result = Formation(
             connector,
@@ -295,6 +326,8 @@ def ensure_secret_command(
     ] = True,
     pod_selector: PodSelectorOption = None,
     port: PortOption = 6379,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     app_users_rules: Annotated[
         str,
         typer.Option(
@@ -328,10 +361,12 @@ def ensure_secret_command(
         users = UserSet.from_lookup(
             lambda user: outcome.passwords[password_key(user)], parse_app_users(app_users_rules)
         )
-        _secure_open_nodes(api, namespace, pod_selector, port, users)
+        _secure_open_nodes(api, namespace, pod_selector, port, users, _tls(tls_dir, tls_server_name))
 
 
-def _secure_open_nodes(api, namespace: str, pod_selector: str, port: int, users: UserSet) -> None:
+def _secure_open_nodes(
+    api, namespace: str, pod_selector: str, port: int, users: UserSet, tls: TlsSettings | None
+) -> None:
     from .k8s import list_pods
     from .nodes import NodeAddress
     from .posture import answers_without_login
@@ -340,7 +375,7 @@ def _secure_open_nodes(api, namespace: str, pod_selector: str, port: int, users:
     addresses = [
         NodeAddress(p.ip, port) for p in list_pods(api, namespace, pod_selector) if p.ip and not p.deleting
     ]
-    anonymous = Connector(None, timeout=2.0)
+    anonymous = Connector(None, timeout=2.0, tls=tls)
     try:
         open_nodes = [a for a in addresses if answers_without_login(anonymous, a)]
         if not open_nodes:
@@ -385,6 +420,8 @@ def scale_in(
     replicas_per_master: InitReplicasOption = 1,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     statefulset: StatefulSetOption = None,
     service: ServiceOption = None,
     namespace: NamespaceOption = None,
@@ -420,7 +457,7 @@ def scale_in(
         members = _in_pod_members(
             statefulset, service, namespace, cluster_domain, port, running, pod_selector
         )
-    connector = Connector(_credentials(user, password_file))
+    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
     try:
         result = ScaleIn(
             connector,
@@ -468,6 +505,8 @@ def reconcile(
     replicas_per_master: InitReplicasOption = 1,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     statefulset: StatefulSetOption = None,
     service: ServiceOption = None,
     namespace: NamespaceOption = None,
@@ -498,7 +537,7 @@ def reconcile(
 
         members = placement()
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(_credentials(user, password_file))
+    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
     try:
         Reconciler(
             connector, members, wanted_masters, replicas_per_master, output.progress, timeout, placement
@@ -543,6 +582,8 @@ def prepare_node_command(
     ] = 15,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     auth_dir: AuthDirOption = None,
     app_users: AppUsersOption = None,
     auth_include: Annotated[
@@ -565,7 +606,7 @@ def prepare_node_command(
             raise UsageError("--auth-include needs --auth-dir (REDIS_CLUSTER_AUTH_DIR): the users' passwords")
         write_config_include(auth_include, users)
         output.progress(f"wrote the ACL users ({len(users.acl_rules())}) to {auth_include}")
-    connector = Connector(_credentials(user, password_file), timeout=1.0)
+    connector = Connector(_credentials(user, password_file), timeout=1.0, tls=_tls(tls_dir, tls_server_name))
     try:
         prepare_node(nodes_conf, timeout, takeover_timeout, connector, progress=output.progress)
     finally:
@@ -599,6 +640,7 @@ def _target(
     release: str | None,
     nodes: str | None,
     credentials: Credentials | None,
+    tls: TlsSettings | None,
     masters: int | None,
     replicas: int | None,
 ) -> Iterator[Target]:
@@ -607,7 +649,7 @@ def _target(
         raise UsageError("give a RELEASE name or --nodes HOST:PORT,... (one of them)")
     if nodes:
         addresses = parse_node_list(nodes)
-        connector = Connector(credentials)
+        connector = Connector(credentials, tls=tls)
         try:
             yield Target(members_from_addresses(addresses), connector, Expectation(masters, replicas))
         finally:
@@ -615,7 +657,7 @@ def _target(
         return
     from .release import open_release
 
-    opened = open_release(release or "", credentials=credentials)
+    opened = open_release(release or "", credentials=credentials, tls=tls)
     try:
         yield Target(opened.members, opened.connector, opened.expected, opened)
     finally:
@@ -629,6 +671,8 @@ def verify(
     nodes: NodesOption = None,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     masters: MastersOption = None,
     replicas_per_master: ReplicasOption = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Skip the write/read round trip.")] = False,
@@ -637,7 +681,14 @@ def verify(
     """Is the release's cluster healthy and complete? Exit 0 all pass, 1 a check failed."""
     from .verify import verify as run_verify
 
-    with _target(release, nodes, _credentials(user, password_file), masters, replicas_per_master) as target:
+    with _target(
+        release,
+        nodes,
+        _credentials(user, password_file),
+        _tls(tls_dir, tls_server_name),
+        masters,
+        replicas_per_master,
+    ) as target:
         report = run_verify(
             target.connector,
             [m.address for m in target.members],
@@ -673,6 +724,8 @@ def drill(
     nodes: NodesOption = None,
     user: UserOption = None,
     password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
     mode: Annotated[
         str,
         typer.Option(help="graceful, restart, hang, crash or rollout. " + _mode_help()),
@@ -744,7 +797,14 @@ def drill(
         ]
         if given:
             raise UsageError(f"{', '.join(given)} do(es) not apply to --mode rollout")
-    with _target(release, nodes, _credentials(user, password_file), masters, replicas_per_master) as target:
+    with _target(
+        release,
+        nodes,
+        _credentials(user, password_file),
+        _tls(tls_dir, tls_server_name),
+        masters,
+        replicas_per_master,
+    ) as target:
         names = {str(m.address): m.name for m in target.members}
         before = run_verify(target.connector, [m.address for m in target.members], target.expected, names)
         if not before.ok and not force:

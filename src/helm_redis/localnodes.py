@@ -21,7 +21,8 @@ from pathlib import Path
 import redis
 
 from .credentials import UserSet, write_config_include
-from .nodes import NodeAddress
+from .nodes import Connector, NodeAddress
+from .tlsconfig import TlsSettings
 
 # 127.0.B.x blocks, starting at a per-process offset and skipping blocks in use, so test runs side by side
 # (a developer's and CI's, or several suites) never share an address.
@@ -70,6 +71,7 @@ class LocalNode:
     node_timeout: int = 5000
     users: UserSet | None = None  # ACL users (default off), as the chart's pods start with
     replicas_per_master: int = 1
+    tls: TlsSettings | None = None  # TLS only, bus and replication included, as the chart's tls.enabled
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -82,7 +84,7 @@ class LocalNode:
 
     def config(self) -> str:
         lines = [
-            f"port {self.port}",
+            *self._port_lines(),
             f"bind {self.ip}",
             f"bind-source-addr {self.ip}",
             "protected-mode no",
@@ -104,6 +106,20 @@ class LocalNode:
             lines.append(f"include {include}")
         return "\n".join(lines) + "\n"
 
+    def _port_lines(self) -> list[str]:
+        if self.tls is None:
+            return [f"port {self.port}"]
+        return [
+            "port 0",
+            f"tls-port {self.port}",
+            "tls-cluster yes",
+            "tls-replication yes",
+            f"tls-cert-file {self.tls.cert_file}",
+            f"tls-key-file {self.tls.key_file}",
+            f"tls-ca-cert-file {self.tls.ca_file}",
+            "tls-auth-clients yes",
+        ]
+
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "redis.conf").write_text(self.config())
@@ -114,15 +130,9 @@ class LocalNode:
         )
 
     def client(self) -> redis.Redis:
+        """A client logged in as admin (when there are users), over TLS when the node speaks it."""
         login = self.users.admin_credentials if self.users else None
-        return redis.Redis(
-            self.ip,
-            self.port,
-            username=login.username if login else None,
-            password=login.passwords[0] if login else None,
-            decode_responses=True,
-            socket_timeout=5,
-        )
+        return Connector(login, timeout=5, tls=self.tls).client(self.address)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -167,6 +177,7 @@ class LocalNodes:
         users: UserSet | None = None,
         replicas_per_master: int = 1,
         ipv6: bool = False,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.root = root
         self.block = _free_block(port)
@@ -181,6 +192,7 @@ class LocalNodes:
                 node_timeout=node_timeout,
                 users=users,
                 replicas_per_master=replicas_per_master,
+                tls=tls,
             )
             for index in range(count)
         ]

@@ -17,6 +17,7 @@ from redis.retry import Retry
 from .clusterview import NodeView, parse_cluster_nodes, parse_info
 from .credentials import Credentials
 from .errors import AUTH_FIX, NodeRefused, NodesNotReady, NodeUnreachable, UsageError
+from .tlsconfig import TlsSettings
 
 T = TypeVar("T")
 
@@ -58,17 +59,20 @@ def identity(address: NodeAddress) -> NodeAddress:
 
 class Connector:
     """Opens (and caches) one client per node; every announced address goes through `address_map`.
-    With several passwords (a rotation under way) each node gets the first one it accepts."""
+    With several passwords (a rotation under way) each node gets the first one it accepts. With `tls`
+    every connection is TLS, the node's certificate checked (tlsconfig)."""
 
     def __init__(
         self,
         credentials: Credentials | None = None,
         address_map: AddressMap = identity,
         timeout: float = 3.0,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.credentials = credentials
         self.address_map = address_map
         self.timeout = timeout
+        self.tls = tls
         self._clients: dict[NodeAddress, redis.Redis] = {}
         self._accepted: dict[NodeAddress, str] = {}
 
@@ -85,7 +89,11 @@ class Connector:
 
     def with_timeout(self, timeout: float) -> Connector:
         """A connector of its own (its own connections) to the same nodes, with another timeout."""
-        return Connector(self.credentials, self.address_map, timeout)
+        return Connector(self.credentials, self.address_map, timeout, self.tls)
+
+    def anonymous(self) -> Connector:
+        """A connector to the same nodes, the same way (TLS included), that never logs in."""
+        return Connector(None, self.address_map, self.timeout, self.tls)
 
     def login(self, address: NodeAddress) -> tuple[str | None, str | None]:
         """(user, password) this node accepts, for commands that log in themselves (MIGRATE)."""
@@ -125,7 +133,8 @@ class Connector:
     def _open(self, reachable: NodeAddress, **options: Any) -> redis.Redis:
         if "password" in options:
             options["username"] = self.credentials.username if self.credentials else None
-        return redis.Redis(
+        single = options.pop("single_connection_client", False)
+        pool = redis.ConnectionPool(
             host=reachable.host,
             port=reachable.port,
             socket_timeout=self.timeout,
@@ -133,8 +142,13 @@ class Connector:
             decode_responses=True,
             # Our callers poll with their own deadlines; hidden retries would only blur them.
             retry=Retry(NoBackoff(), 0),
+            **(self.tls.pool_options() if self.tls else {}),
             **options,
         )
+        # The client owns its pool: closing the client disconnects it.
+        client = redis.Redis(connection_pool=pool, single_connection_client=single)
+        client.auto_close_connection_pool = True
+        return client
 
     def close(self) -> None:
         for client in self._clients.values():

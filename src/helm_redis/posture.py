@@ -16,7 +16,7 @@ TLS_SETTINGS = ("tls-port", "tls-cluster", "tls-replication")
 
 def answers_without_login(connector: Connector, address: NodeAddress) -> bool | None:
     """True when the node runs a command for a connection that never logged in; None: no answer."""
-    anonymous = Connector(None, connector.address_map, connector.timeout)
+    anonymous = connector.anonymous()
     try:
         anonymous.client(address).ping()
         return True

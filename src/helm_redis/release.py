@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .credentials import ADMIN_USER, Credentials, password_key, password_lines
@@ -24,6 +26,7 @@ from .k8s import PodInfo, core_api, list_pods
 from .nodes import Connector, NodeAddress
 from .plan import Member
 from .portforward import PodForwarder
+from .tlsconfig import CA_FILE, CERT_FILE, KEY_FILE, TlsSettings
 
 
 def selects(selector, labels: dict[str, str]) -> bool:
@@ -108,6 +111,7 @@ class ReleaseTarget:
     api: Any
     selector: str
     persistent: dict[str, bool] = field(default_factory=dict)
+    tls_files: Path | None = None  # the TLS Secret's files, copied for this process
 
     @property
     def names(self) -> dict[str, str]:
@@ -177,6 +181,8 @@ class ReleaseTarget:
     def close(self) -> None:
         self.connector.close()
         self.forwarder.close()
+        if self.tls_files is not None:
+            shutil.rmtree(self.tls_files, ignore_errors=True)
 
     def faults(self) -> PodFaults:
         return PodFaults(self)
@@ -219,38 +225,49 @@ def shape_from_statefulset(api, namespace: str, name: str) -> tuple[Expectation,
         raise KubernetesUnavailable(f"reading the StatefulSet of {name!r} failed: {error}") from None
     settings = dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and " " in line)
     per_master = int(settings.get("repl-diskless-sync-max-replicas", "1"))
-    port = int(settings.get("port", "6379"))
+    # With TLS the client port is tls-port (`port` is 0, or the optional plain one).
+    port = int(settings.get("tls-port") or settings.get("port", "6379"))
     return Expectation(sets[0].spec.replicas // (1 + per_master), per_master), port
+
+
+def _read_secret(api, namespace: str, name: str, what: str) -> dict[str, str]:
+    """The data of a Secret the Redis pods mount (base64 values), with errors that say what to do."""
+    from kubernetes.client.exceptions import ApiException
+
+    where = f"Secret {name!r} in namespace {namespace!r}"
+    try:
+        return api.read_namespaced_secret(name, namespace, _request_timeout=10).data or {}
+    except ApiException as error:
+        if error.status == 404:
+            raise PasswordSecretMissing(
+                f"the Redis pods read their {what} from {where}, but it does not exist: upgrade the release "
+                "(its pre-install hook creates the passwords' Secret), or create it with the keys the "
+                "chart's README lists"
+            ) from None
+        if error.status == 403:
+            raise KubernetesUnavailable(
+                f"not allowed to read the {what} from {where} (403 Forbidden): verify and drill need get "
+                "on that Secret"
+            ) from None
+        raise KubernetesUnavailable(
+            f"reading the {what} from {where} failed: {error.status} {error.reason}"
+        ) from None
+
+
+def _secret_volume(pod_spec, volume_name: str) -> str | None:
+    volume = next((v for v in pod_spec.volumes or [] if v.name == volume_name and v.secret), None)
+    return volume.secret.secret_name if volume else None
 
 
 def _credentials(api, namespace: str, pod_spec) -> Credentials | None:
     """The login the tools in the Redis pods use: user `admin` with the passwords of the Secret mounted
     as their `auth` volume; None when the pods run without authentication."""
-    from kubernetes.client.exceptions import ApiException
-
-    volume = next((v for v in pod_spec.volumes or [] if v.name == "auth" and v.secret), None)
-    if volume is None:
+    name = _secret_volume(pod_spec, "auth")
+    if name is None:
         return None
-    name, key = volume.secret.secret_name, password_key(ADMIN_USER)
+    key = password_key(ADMIN_USER)
     where = f"key {key!r} of Secret {name!r} in namespace {namespace!r}"
-    try:
-        secret = api.read_namespaced_secret(name, namespace, _request_timeout=10)
-    except ApiException as error:
-        if error.status == 404:
-            raise PasswordSecretMissing(
-                f"the Redis pods read their passwords from Secret {name!r} in namespace {namespace!r}, but "
-                "it does not exist: upgrade the release (its pre-install hook creates it), or create it "
-                "with the keys auth.existingSecret needs (see the chart's README)"
-            ) from None
-        if error.status == 403:
-            raise KubernetesUnavailable(
-                f"not allowed to read the password from {where} (403 Forbidden): "
-                "verify and drill need get on that Secret"
-            ) from None
-        raise KubernetesUnavailable(
-            f"reading the password from {where} failed: {error.status} {error.reason}"
-        ) from None
-    data = secret.data or {}
+    data = _read_secret(api, namespace, name, "passwords")
     if key not in data:
         keys = ", ".join(sorted(data)) or "none"
         raise PasswordSecretMissing(
@@ -263,6 +280,29 @@ def _credentials(api, namespace: str, pod_spec) -> Credentials | None:
     return Credentials(ADMIN_USER, passwords)
 
 
+def _tls_from_pods(api, namespace: str, pod_spec) -> tuple[TlsSettings, Path] | None:
+    """The TLS the tools in the Redis pods use, when they mount a `tls` volume: the Secret's files copied
+    into a private temporary directory (removed by ReleaseTarget.close) and the name the certificate
+    must carry (REDIS_TLS_SERVER_NAME of the redis container)."""
+    name = _secret_volume(pod_spec, "tls")
+    if name is None:
+        return None
+    data = _read_secret(api, namespace, name, "TLS certificate")
+    missing = [key for key in (CA_FILE, CERT_FILE, KEY_FILE) if key not in data]
+    if missing:
+        raise PasswordSecretMissing(
+            f"TLS Secret {name!r} in namespace {namespace!r} lacks {', '.join(missing)}: give it tls.crt, "
+            "tls.key and ca.crt (tls.existingSecret in the chart's README)"
+        )
+    env = {e.name: e.value for c in pod_spec.containers if c.name == "redis" for e in c.env or []}
+    directory = Path(tempfile.mkdtemp(prefix="helm-redis-tls-"))
+    for key in (CA_FILE, CERT_FILE, KEY_FILE):
+        path = directory / key
+        path.touch(mode=0o600)
+        path.write_bytes(base64.b64decode(data[key]))
+    return TlsSettings.from_directory(directory, env.get("REDIS_TLS_SERVER_NAME")), directory
+
+
 def open_release(
     name: str,
     namespace: str | None = None,
@@ -270,6 +310,7 @@ def open_release(
     kubeconfig: str | None = None,
     timeout: float = 5.0,
     credentials: Credentials | None = None,
+    tls: TlsSettings | None = None,
 ) -> ReleaseTarget:
     namespace = namespace or os.environ.get("HELM_NAMESPACE") or "default"
     context = context or os.environ.get("HELM_KUBECONTEXT") or None
@@ -295,6 +336,9 @@ def open_release(
     items = {i.metadata.name: i for i in api.list_namespaced_pod(namespace, label_selector=selector).items}
     first = items[pods[0].name]
     credentials = credentials or _credentials(api, namespace, first.spec)
+    tls_files: Path | None = None
+    if tls is None and (found := _tls_from_pods(api, namespace, first.spec)):
+        tls, tls_files = found
     persistent = {
         pod: any(v.name == "data" and v.persistent_volume_claim is not None for v in item.spec.volumes or [])
         for pod, item in items.items()
@@ -305,9 +349,20 @@ def open_release(
 
     forwarder = PodForwarder(api, namespace, port, pod_ips)
     members = [Member(NodeAddress(p.name, port), p.name, p.k8s_node, p.ordinal) for p in pods]
-    connector = Connector(credentials, forwarder.address_map, timeout=timeout)
+    connector = Connector(credentials, forwarder.address_map, timeout=timeout, tls=tls)
     return ReleaseTarget(
-        name, namespace, expected, port, pods, members, connector, forwarder, api, selector, persistent
+        name,
+        namespace,
+        expected,
+        port,
+        pods,
+        members,
+        connector,
+        forwarder,
+        api,
+        selector,
+        persistent,
+        tls_files,
     )
 
 

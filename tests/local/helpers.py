@@ -26,7 +26,7 @@ ADMIN = TEST_USERS.admin_credentials
 def form(
     nodes: LocalNodes, masters: int, replicas: int, login: Credentials | None = None, **kw
 ) -> FormationResult:
-    connector = Connector(login)
+    connector = Connector(login, tls=nodes.nodes[0].tls)
     try:
         return Formation(connector, members_from_addresses(nodes.addresses), masters, replicas, **kw).run()
     finally:
@@ -34,7 +34,7 @@ def form(
 
 
 def views_of(nodes: LocalNodes, login: Credentials | None = None) -> list[NodeView]:
-    return read_views(Connector(login), nodes.addresses)
+    return read_views(Connector(login, tls=nodes.nodes[0].tls), nodes.addresses)
 
 
 def assert_complete(

@@ -42,7 +42,7 @@ class Supervisor(threading.Thread):
 
     def start_step(self, node) -> None:
         addresses = {n.hostname: n.ip for n in self.nodes.nodes}
-        connector = Connector(node.users.admin_credentials if node.users else None, timeout=1.0)
+        connector = Connector(node.users.admin_credentials if node.users else None, timeout=1.0, tls=node.tls)
         try:
             prepare_node(
                 node.nodes_conf, 5, 15, connector, addresses.get, lambda message: self.log.append(message)
