@@ -31,6 +31,7 @@ from .test_render import (
     FULL,
     REDIS_SELECTOR,
     SELECTOR,
+    TLS_MOUNT,
     by_component,
     init_job,
     reconciler_of,
@@ -39,6 +40,7 @@ from .test_render import (
     secret_job,
     secret_name,
     sts_of,
+    tls_volume,
     tool_pods,
     tools_env,
 )
@@ -191,9 +193,13 @@ def test_secret_job_runs_first_and_never_mounts_the_secret(rendered, scenario):
         ),
     }
     assert env_of(c) == expected
-    # The Secret may not exist yet: it is never mounted here.
-    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}]
-    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    # The Secret may not exist yet: it is never mounted here. With TLS it reaches the nodes over TLS, with
+    # the TLS Secret optional (on a first install the chart's Certificate is created after this Job).
+    tls = values["tls"]["enabled"]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}] + (
+        [tls_volume(values, optional=True)] if tls else []
+    )
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}] + ([TLS_MOUNT] if tls else [])
 
 
 def test_the_chart_owns_a_generated_secret_by_default(rendered):

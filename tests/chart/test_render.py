@@ -56,6 +56,8 @@ EXPECTED_KINDS = {
     "5-masters-2-replicas": BASE,
     "hard-anti-affinity": BASE,
     "network-policy": BASE,
+    "tls": BASE,
+    "tls-cert-manager": BASE + Counter(Certificate=1),
     "hook-disabled": Counter(
         ConfigMap=2, Service=2, StatefulSet=1, PodDisruptionBudget=1, Pod=1, NetworkPolicy=2
     ),
@@ -80,6 +82,28 @@ AUTH_DIR = "/etc/redis-auth"
 # What every client of the nodes gets with auth.enabled: a user and a file, never a password.
 AUTH_ENV = {"REDIS_USERNAME": "admin", "REDIS_PASSWORD_FILE": f"{AUTH_DIR}/admin-password"}
 AUTH_MOUNT = {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}
+TLS_DIR = "/etc/redis-tls"
+# With tls.enabled: the TLS Secret mounted whole (never a subPath: it would never see a renewal).
+TLS_MOUNT = {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}
+
+
+def tls_env(values) -> dict:
+    """What every client of the nodes gets with tls.enabled: the files' directory and the name to verify."""
+    return {
+        "REDIS_TLS_DIR": TLS_DIR,
+        "REDIS_TLS_SERVER_NAME": f"{FULL}.{NAMESPACE}.svc.{values['clusterDomain']}",
+    }
+
+
+def tls_secret_name(values) -> str:
+    return values["tls"]["existingSecret"] or f"{FULL}-tls"
+
+
+def tls_volume(values, optional=False) -> dict:
+    secret = {"secretName": tls_secret_name(values), "defaultMode": 0o440}
+    if optional:
+        secret["optional"] = True
+    return {"name": "tls", "secret": secret}
 
 
 def sts_of(objs):
@@ -148,6 +172,8 @@ def tools_env(objs, values) -> dict:
         env["REDIS_CLUSTER_MEMORY_LIMIT"] = limit
     if values["auth"]["enabled"]:
         env.update(AUTH_ENV)
+    if values["tls"]["enabled"]:
+        env.update(tls_env(values))
     return env
 
 
@@ -225,7 +251,9 @@ def test_headless_service_publishes_not_ready_client_and_bus_ports(rendered, sce
         (port + 10000, "redis-bus"),
     }
     ports = {p["name"]: p["containerPort"] for p in redis_of(objs)["ports"]}
-    assert ports == {"redis": port, "redis-bus": port + 10000}
+    tls = merged_values(scenario_values(scenario))["tls"]
+    plain = {"redis-plain": tls["plainPort"]} if tls["enabled"] and tls["plainPort"] else {}
+    assert ports == {"redis": port, "redis-bus": port + 10000} | plain
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -265,6 +293,12 @@ def test_redis_container_follows_the_contract(rendered, scenario):
         assert all(m.get("readOnly") for m in redis["volumeMounts"] if m["name"].startswith("auth"))
     else:
         assert not set(AUTH_ENV) & set(env)
+    if values["tls"]["enabled"]:
+        expected |= {TLS_DIR: "tls"}
+        assert {k: env[k] for k in tls_env(values)} == tls_env(values)
+        assert TLS_MOUNT in redis["volumeMounts"]
+    else:
+        assert not [k for k in env if k.startswith("REDIS_TLS")]
     assert mounts == expected
     assert redis["image"] == f"{values['image']['repository']}:{values['image']['tag']}"
 
@@ -296,6 +330,10 @@ def test_prepare_init_container_rewrites_nodes_conf_with_the_hook_image(rendered
             {"name": "auth-runtime", "mountPath": "/run/redis-auth"},
             {"name": "config", "mountPath": "/etc/redis", "readOnly": True},
         ]
+    if values["tls"]["enabled"]:
+        # It asks its peers over TLS.
+        expected |= tls_env(values)
+        mounts += [TLS_MOUNT]
     assert env_of(prepare) == expected
     assert prepare["volumeMounts"] == mounts
     assert prepare["securityContext"] == container(spec, "redis")["securityContext"]
@@ -332,8 +370,14 @@ def test_redis_conf_has_the_cluster_settings_and_never_a_password(rendered, scen
     values = merged_values(scenario_values(scenario))
     conf = redis_conf(objs, sts_of(objs)["metadata"]["name"])
     cluster = values["cluster"]
+    tls = values["tls"]
+    port_lines = (
+        [f"port {tls['plainPort']}", f"tls-port {values['redis']['port']}"]
+        if tls["enabled"]
+        else [f"port {values['redis']['port']}"]
+    )
+    assert [line for line in conf if line.startswith(("port ", "tls-port "))] == port_lines
     for line in [
-        f"port {values['redis']['port']}",
         "cluster-enabled yes",
         "cluster-config-file /data/nodes.conf",
         "dir /data",
@@ -366,7 +410,7 @@ def test_scripts_come_from_the_chart_files_executable_at_scripts(rendered, scena
     spec = sts_of(objs)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     scripts_cm = one(objs, "ConfigMap", volumes["scripts"]["configMap"]["name"])
-    assert set(scripts_cm["data"]) == {"readiness.sh", "prestop.sh", "liveness.sh", "auth.sh"}
+    assert set(scripts_cm["data"]) == {"readiness.sh", "prestop.sh", "liveness.sh", "auth.sh", "tls.sh"}
     assert volumes["scripts"]["configMap"]["defaultMode"] == 0o555
     assert volumes["config"]["configMap"]["name"] == sts_of(objs)["metadata"]["name"]
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
@@ -421,6 +465,9 @@ def test_hook_job_env_matches_the_contract(rendered, scenario):
                 "items": [{"key": "acl-users", "path": "acl-users"}],
             },
         } in spec["volumes"]
+    if values["tls"]["enabled"]:
+        assert TLS_MOUNT in init["volumeMounts"]
+        assert tls_volume(values) in spec["volumes"]
     assert env_of(init) == expected
     assert init["args"] == ["init", "--output", "json"]
     assert init["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
@@ -457,8 +504,11 @@ def test_scale_in_job_drains_before_the_upgrade_with_the_new_shape(rendered, sce
     if values["auth"]["enabled"]:
         # The Secret exists by then (the Secret Job runs first); optional all the same, so the pod starts
         # whatever happens to the Secret (it finds nothing to do on Argo CD's first sync).
-        assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}, auth_volume(values, optional=True)]
-        assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, AUTH_MOUNT]
+        # With TLS, the TLS Secret optional too: on Argo CD's first sync the Certificate is not there yet.
+        tls = [tls_volume(values, optional=True)] if values["tls"]["enabled"] else []
+        assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}, auth_volume(values, optional=True), *tls]
+        tls_mount = [TLS_MOUNT] if values["tls"]["enabled"] else []
+        assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, AUTH_MOUNT, *tls_mount]
     # Same pod as the init Job but for the container's name, args, env and mounts and the volumes.
     init = init_job(objs)["spec"]["template"]["spec"]
     strip = ("name", "args", "env", "volumeMounts")
@@ -547,8 +597,9 @@ def test_helm_test_pod_checks_cluster_state_and_a_round_trip(rendered, scenario)
     assert {" set ", " get "} <= {op for line in through_access for op in (" set ", " get ") if op in line}
     for line in through_access:
         assert "cli -c " in line, f"cluster redirects must be followed: {line.strip()}"
-    # cli is redis-cli, with the login when there is one.
-    assert "cli() { redis-cli " in script
+    # cli is redis-cli (over TLS when REDIS_TLS_DIR is set: tls_cli of files/tls.sh, bounded), with the
+    # login when there is one.
+    assert 'cli() { tls_cli 10 "$@"; }' in script and "tls_cli() {" in script
     env = env_of(c)
     assert env["PODS"] == str(sts_of(objs)["spec"]["replicas"])
     assert env["ACCESS_PORT"] == str(values["service"]["port"])
@@ -558,7 +609,7 @@ def test_helm_test_pod_checks_cluster_state_and_a_round_trip(rendered, scenario)
         assert {k: env[k] for k in AUTH_ENV} == AUTH_ENV
         assert AUTH_MOUNT in c["volumeMounts"]
         assert auth_volume(values) in pod["spec"]["volumes"]
-        assert 'redis-cli --user "$REDIS_USERNAME" --no-auth-warning' in script
+        assert 'tls_cli 10 --user "$REDIS_USERNAME" --no-auth-warning' in script
         assert 'done <"$REDIS_PASSWORD_FILE"' in script
         printing = [line for line in script.splitlines() if line.strip().startswith(("echo", "printf"))]
         assert not [line for line in printing if "REDISCLI_AUTH" in line or "candidate" in line]

@@ -10,7 +10,7 @@
 # With auth, every call (the other node's CLUSTER FAILOVER too) logs in as REDIS_USERNAME with the first
 # password of REDIS_PASSWORD_FILE this node accepts (auth.sh).
 # Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), PRESTOP_TIMEOUT_SECONDS (25), REDIS_USERNAME (admin),
-# REDIS_PASSWORD_FILE (unset: no login).
+# REDIS_PASSWORD_FILE (unset: no login), REDIS_TLS_DIR (unset: plain TCP; set: every call over TLS, tls.sh).
 set -u
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
@@ -40,10 +40,12 @@ rcli() {
   [ $((deadline - now)) -lt "$cap" ] && cap=$((deadline - now))
   [ "$cap" -ge 10 ] || return 0
   [ -z "$auth_user" ] || set -- --user "$auth_user" "$@"
-  timeout "$(secs "$cap")" redis-cli --no-auth-warning "$@" 2>&1 | tr -d '\r'
+  tls_cli "$(secs "$cap")" --no-auth-warning "$@" 2>&1 | tr -d '\r'
 }
 cli() { rcli 200 -h "$host" -p "$port" "$@"; }
-case $0 in */*) . "${0%/*}/auth.sh" ;; *) . ./auth.sh ;; esac
+case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+. "$here/tls.sh"
+. "$here/auth.sh"
 # HOST:PORT, an IPv6 address in brackets.
 addr() { case $1 in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }
 

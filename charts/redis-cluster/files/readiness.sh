@@ -12,7 +12,10 @@
 # Every redis-cli call is bounded (redis-cli 7.0 has no -t option): 4 s in all, under the probe's timeout.
 # With auth, the calls log in as REDIS_USERNAME with the first password of REDIS_PASSWORD_FILE the node
 # accepts (auth.sh).
-# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), REDIS_USERNAME (admin), REDIS_PASSWORD_FILE (unset: no login).
+# With TLS (REDIS_TLS_DIR set), every call is over TLS (tls.sh) and the probe also reloads a renewed
+# certificate (tls_reload below).
+# Env: REDIS_HOST (127.0.0.1), REDIS_PORT (6379), REDIS_USERNAME (admin), REDIS_PASSWORD_FILE (unset: no login),
+# REDIS_TLS_DIR (unset: plain TCP), TMPDIR (/tmp: where the loaded certificate's checksum is kept).
 set -u
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
@@ -35,10 +38,33 @@ cli() {
   [ "$cap" -gt 200 ] && cap=200
   [ "$cap" -ge 10 ] || return 0
   [ -z "$auth_user" ] || set -- --user "$auth_user" "$@"
-  timeout "$((cap / 100)).$((cap % 100 / 10))$((cap % 10))" \
-    redis-cli --no-auth-warning -h "$host" -p "$port" "$@" 2>&1 | tr -d '\r'
+  tls_cli "$((cap / 100)).$((cap % 100 / 10))$((cap % 10))" \
+    --no-auth-warning -h "$host" -p "$port" "$@" 2>&1 | tr -d '\r'
 }
-case $0 in */*) . "${0%/*}/auth.sh" ;; *) . ./auth.sh ;; esac
+case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+. "$here/tls.sh"
+. "$here/auth.sh"
+
+# Certificate renewal without a restart. Redis 7 reads its certificate, key and CA at start, and again on
+# a CONFIG SET of their file names (the same names reload them). The kubelet swaps a mounted Secret's files
+# atomically when the Secret changes (a cert-manager renewal, or yours). This probe, which logs in as admin
+# every periodSeconds anyway, compares the cksum of the three files with the one last loaded, kept in
+# $TMPDIR/tls-loaded.sum (the pod's `tmp` emptyDir: absent after a start, so each start reloads once,
+# harmlessly), and issues the CONFIG SET when they differ. The sum is stored only when Redis answers OK, so a
+# refused or unanswered reload is tried again at the next probe; readiness never depends on it, and a reload
+# prints nothing. No sidecar and no restart: a renewed certificate is served within the kubelet's sync of the
+# Secret (its sync period, about a minute) plus one probe period.
+tls_reload() {
+  [ -n "${REDIS_TLS_DIR:-}" ] || return 0
+  tls_sum_file=${TMPDIR:-/tmp}/tls-loaded.sum
+  tls_sum=$(cksum "$REDIS_TLS_DIR/tls.crt" "$REDIS_TLS_DIR/tls.key" "$REDIS_TLS_DIR/ca.crt" 2>/dev/null) || return 0
+  [ "$tls_sum" != "$(cat "$tls_sum_file" 2>/dev/null)" ] || return 0
+  tls_reply=$(cli config set tls-cert-file "$REDIS_TLS_DIR/tls.crt" tls-key-file "$REDIS_TLS_DIR/tls.key" \
+    tls-ca-cert-file "$REDIS_TLS_DIR/ca.crt" | head -n 1)
+  [ "$tls_reply" = OK ] || return 0
+  printf '%s\n' "$tls_sum" >"$tls_sum_file.new" 2>/dev/null && mv -f "$tls_sum_file.new" "$tls_sum_file"
+  return 0
+}
 field() { printf "%s\n" "$2" | sed -n "s/^$1://p"; }
 not_ready() {
   echo "$*"
@@ -53,6 +79,7 @@ case $pong in
   '') not_ready "no PONG: no answer from $host:$port within 2 s" ;;
   *) not_ready "no PONG: $pong" ;;
 esac
+tls_reload
 
 info=$(cli info persistence replication)
 role=$(field role "$info")

@@ -208,6 +208,65 @@ passwords themselves: they stay in files).
 {{- end -}}
 
 {{/*
+TLS (tls.enabled). The Secret of tls.crt, tls.key and ca.crt: tls.existingSecret, else the one the chart's
+cert-manager Certificate writes.
+*/}}
+{{- define "redis-cluster.tlsSecretName" -}}
+{{- if .Values.tls.existingSecret -}}
+{{- .Values.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-tls" (include "redis-cluster.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where every pod of the release finds the TLS files (redis.conf names them there too).
+*/}}
+{{- define "redis-cluster.tlsDir" -}}
+/etc/redis-tls
+{{- end -}}
+
+{{/*
+The name every node's certificate must carry: the tools verify it, whichever node they reach (pod IPs and
+pod hostnames differ per node; this one name is on every node's certificate).
+*/}}
+{{- define "redis-cluster.tlsServerName" -}}
+{{- printf "%s.%s.svc.%s" (include "redis-cluster.fullname" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/*
+The TLS Secret as a volume, readable by the pods' group (fsGroup) only. Mounted whole, never with subPath:
+a subPath mount never sees the kubelet's update of a renewed Secret. Call with (dict "root" $ "optional"
+BOOL): optional for the pre-install/pre-upgrade Jobs, which may run before the Certificate exists.
+*/}}
+{{- define "redis-cluster.tlsVolume" -}}
+- name: tls
+  secret:
+    secretName: {{ include "redis-cluster.tlsSecretName" .root }}
+    defaultMode: 0440
+    {{- if .optional }}
+    optional: true
+    {{- end }}
+{{- end -}}
+
+{{- define "redis-cluster.tlsMount" -}}
+- name: tls
+  mountPath: {{ include "redis-cluster.tlsDir" . }}
+  readOnly: true
+{{- end -}}
+
+{{/*
+Environment of a client of the Redis nodes with tls.enabled: the TLS files (ca.crt to verify the nodes,
+tls.crt and tls.key as client certificate) and the name to verify.
+*/}}
+{{- define "redis-cluster.tlsEnv" -}}
+- name: REDIS_TLS_DIR
+  value: {{ include "redis-cluster.tlsDir" . | quote }}
+- name: REDIS_TLS_SERVER_NAME
+  value: {{ include "redis-cluster.tlsServerName" . | quote }}
+{{- end -}}
+
+{{/*
 Storage class shared by the static PVs and the volumeClaimTemplate, unique per release and namespace
 (PVs are cluster-scoped), so no other claim can bind these PVs.
 */}}
@@ -324,17 +383,23 @@ values ask for, and with auth.enabled who to log in as. Call with (dict "root" $
 {{- if .auth }}
 {{ include "redis-cluster.authEnv" $root }}
 {{- end }}
+{{- if $root.Values.tls.enabled }}
+{{ include "redis-cluster.tlsEnv" $root }}
+{{- end }}
 {{- end -}}
 
 {{/*
 Pod spec of the helm-redis tools: the hook Jobs and the reconciler differ only in what this takes.
 Call with (dict "root" $ "name" CONTAINER "args" LIST "serviceAccountName" NAME "resources" MAP
 "restartPolicy" POLICY-or-nothing "env" EXTRA-ENV-LIST-or-nothing "component" LABEL-VALUE
-"noAuth" BOOL "optionalAuth" BOOL "aclUsers" BOOL).
+"noAuth" BOOL "optionalAuth" BOOL "optionalTls" BOOL "aclUsers" BOOL).
 With auth.enabled the container logs in as admin with the Secret mounted at /etc/redis-auth, unless noAuth
 (the ensure-secret Job: the Secret may not exist yet). optionalAuth: the pod starts even without the Secret
 (the pre-upgrade Job: Argo CD runs PreSync on its first sync too). aclUsers: the container also gets the
 application users (/etc/redis/acl-users) and the whole Secret's directory, to set every user on the nodes.
+With tls.enabled every tool speaks TLS with the TLS Secret mounted at /etc/redis-tls (noAuth does not change
+that: the Secret Job reaches the nodes too); optionalTls: the pod starts before that Secret exists (the
+pre-install/pre-upgrade Jobs run before the chart's Certificate is created).
 */}}
 {{- define "redis-cluster.toolsPodSpec" -}}
 {{- $root := .root -}}
@@ -398,6 +463,9 @@ containers:
         mountPath: /etc/redis
         readOnly: true
       {{- end }}
+      {{- if $root.Values.tls.enabled }}
+      {{- include "redis-cluster.tlsMount" $root | nindent 6 }}
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
@@ -411,6 +479,9 @@ volumes:
       items:
         - key: acl-users
           path: acl-users
+  {{- end }}
+  {{- if $root.Values.tls.enabled }}
+  {{- include "redis-cluster.tlsVolume" (dict "root" $root "optional" .optionalTls) | nindent 2 }}
   {{- end }}
 {{- end -}}
 
@@ -502,6 +573,27 @@ Checks that values.schema.json cannot express; each failure names the keys to fi
 {{- if eq $policy "Delete" -}}
 {{- fail (printf "persistence.retentionPolicy.%s is Delete but persistence.type is %s: a static PV is pre-bound to its claim's name and is never bound again once that claim is deleted (and its directory keeps the data): keep Retain and delete the claims, PVs and directories by hand" $when $.Values.persistence.type) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $tls := .Values.tls -}}
+{{- $issuer := dig "issuerRef" "name" "" ($tls.certManager | default dict) -}}
+{{- if and (not $tls.existingSecret) (not $issuer) -}}
+{{- fail "tls.enabled is true but neither tls.existingSecret nor tls.certManager.issuerRef.name is set: name a Secret you made (keys tls.crt, tls.key, ca.crt; the certificate with serverAuth and clientAuth usages) in tls.existingSecret, or a cert-manager Issuer/ClusterIssuer in tls.certManager.issuerRef (name, kind) for the chart to render a Certificate" -}}
+{{- end -}}
+{{- if and $tls.existingSecret $issuer -}}
+{{- fail (printf "tls.existingSecret (%s) and tls.certManager.issuerRef.name (%s) are both set: the certificate comes from one of them; unset tls.existingSecret to let cert-manager issue Secret %s-tls, or unset tls.certManager.issuerRef to use your Secret" $tls.existingSecret $issuer (include "redis-cluster.fullname" .)) -}}
+{{- end -}}
+{{- if not (has (toString $tls.authClients) (list "yes" "optional" "no")) -}}
+{{- fail (printf "tls.authClients is %q: use \"yes\" (clients need a certificate signed by ca.crt), \"optional\" or \"no\" (quoted: a bare yes/no is a YAML boolean)" (toString $tls.authClients)) -}}
+{{- end -}}
+{{- $plain := int $tls.plainPort -}}
+{{- $port := int .Values.redis.port -}}
+{{- if or (lt $plain 0) (gt $plain 65535) -}}
+{{- fail (printf "tls.plainPort (%d) is not a port: set 0 (TLS only) or a port number from 1 to 65535" $plain) -}}
+{{- end -}}
+{{- if or (eq $plain $port) (eq $plain (add $port 10000)) -}}
+{{- fail (printf "tls.plainPort (%d) is redis.port (%d, the TLS client port) or redis.port + 10000 (%d, the cluster bus): set another port for plain TCP, or 0 for TLS only" $plain $port (add $port 10000)) -}}
 {{- end -}}
 {{- end -}}
 {{- if gt (len (include "redis-cluster.fullname" .)) 52 -}}

@@ -1,0 +1,298 @@
+"""The chart's scripts (files/*.sh, the helm test pod's script) against a real redis-server 7.0 that speaks
+TLS only (`port 0`, `tls-port`, `tls-cluster yes`, `tls-auth-clients yes`) on loopback, with auth on, as a
+chart node is configured with tls.enabled. Certificates are made here with the openssl CLI: a CA and node
+certificates with serverAuth and clientAuth usages and SAN IP:127.0.0.1. The TLS directory is laid out like
+a mounted Secret (files are symlinks through `..data`, swapped atomically by a renewal), so the readiness
+probe's reload is tested the way the kubelet updates the files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .chartlib import merged_values, one
+from .test_scripts import NEW, OLD, _binary, _free_port, run_script
+
+pytestmark = [pytest.mark.chart, pytest.mark.redis]
+
+TLS_VALUES = {"tls": {"enabled": True, "existingSecret": "my-redis-tls"}}
+FILES = ("tls.crt", "tls.key", "ca.crt")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run([_binary("openssl"), *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def make_ca(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+        *("-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=redis-cluster test CA"),
+        *("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        cwd=directory,
+    )
+    return directory
+
+
+def make_node_cert(ca: Path, out: Path, *, usages: str = "serverAuth,clientAuth") -> Path:
+    """A node certificate and key signed by `ca`, in `out` (tls.crt, tls.key, ca.crt)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        f"extendedKeyUsage={usages}\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    )
+    _openssl(
+        *("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+        *("-keyout", "tls.key", "-out", "node.csr", "-subj", "/CN=redis-node"),
+        cwd=out,
+    )
+    _openssl(
+        *("x509", "-req", "-in", "node.csr", "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key")),
+        *("-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "2"),
+        *("-extfile", "ext.cnf", "-out", "tls.crt"),
+        cwd=out,
+    )
+    (out / "ca.crt").write_bytes((ca / "ca.crt").read_bytes())
+    return out
+
+
+class MountedSecret:
+    """A directory laid out like a Secret volume: tls.crt -> ..data/tls.crt, ..data -> ..<version>."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.mkdir()
+        self.versions = 0
+
+    def publish(self, source: Path) -> None:
+        """Atomically switch the files to those of `source`, as the kubelet does on a Secret update."""
+        self.versions += 1
+        version = self.path / f"..v{self.versions}"
+        version.mkdir()
+        for name in FILES:
+            (version / name).write_bytes((source / name).read_bytes())
+        tmp_link = self.path / "..data_tmp"
+        tmp_link.symlink_to(version.name)
+        os.replace(tmp_link, self.path / "..data")
+        for name in FILES:
+            if not (self.path / name).is_symlink():
+                (self.path / name).symlink_to(f"..data/{name}")
+
+
+def fingerprint(cert_file: Path) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_file.read_text())).hexdigest()
+
+
+def served_fingerprint(port: int, tls_dir: Path) -> str:
+    """SHA-256 of the certificate the node presents, over a verified, mutually authenticated handshake."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(tls_dir / "ca.crt")
+    context.load_cert_chain(tls_dir / "tls.crt", tls_dir / "tls.key")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as conn,
+    ):
+        der = conn.getpeercert(binary_form=True)
+    assert der
+    return hashlib.sha256(der).hexdigest()
+
+
+def tls_cli(port: int, tls_dir: Path, *args: str) -> str:
+    env = {**os.environ, "REDISCLI_AUTH": NEW}
+    cmd = [_binary("redis-cli"), "--no-auth-warning", "--user", "admin", "-p", str(port), "--tls"]
+    cmd += ["--cacert", str(tls_dir / "ca.crt"), "--cert", str(tls_dir / "tls.crt")]
+    cmd += ["--key", str(tls_dir / "tls.key")]
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=10).stdout
+
+
+def config_set_calls(port: int, tls_dir: Path) -> int:
+    """CONFIG SET calls the node served (INFO commandstats: cmdstat_config|set:calls=N,...)."""
+    for line in tls_cli(port, tls_dir, "info", "commandstats").splitlines():
+        if line.startswith("cmdstat_config|set:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+@contextmanager
+def tls_redis(
+    directory: Path, tls_dir: Path, cluster: bool = True, admin_rules: str = "~* &* +@all"
+) -> Iterator[int]:
+    """A TLS-only redis-server configured like a chart node with tls.enabled and auth; yields its TLS port."""
+    port = _free_port()
+    digest = hashlib.sha256(NEW.encode()).hexdigest()
+    conf = f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {directory}\n"
+    conf += f"tls-cert-file {tls_dir}/tls.crt\ntls-key-file {tls_dir}/tls.key\n"
+    conf += f"tls-ca-cert-file {tls_dir}/ca.crt\ntls-auth-clients yes\ntls-replication yes\n"
+    conf += f"user default off\nuser admin on #{digest} {admin_rules}\n"
+    if cluster:
+        conf += f"cluster-enabled yes\ntls-cluster yes\ncluster-config-file {directory}/nodes.conf\n"
+    (directory / "redis.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [_binary("redis-server"), str(directory / "redis.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if tls_cli(port, tls_dir, "ping").strip() == "PONG":
+                break
+            assert proc.poll() is None, "redis-server exited"
+            time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    ca = make_ca(tmp_path / "ca")
+    make_node_cert(ca, tmp_path / "first")
+    make_node_cert(ca, tmp_path / "second")
+    return tmp_path
+
+
+@pytest.fixture
+def mounted(pki: Path) -> MountedSecret:
+    secret = MountedSecret(pki / "secret")
+    secret.publish(pki / "first")
+    return secret
+
+
+@pytest.fixture
+def tls_node(tmp_path: Path, mounted: MountedSecret) -> Iterator[int]:
+    data = tmp_path / "data"
+    data.mkdir()
+    with tls_redis(data, mounted.path) as port:
+        yield port
+
+
+def tls_run(
+    name: str, port: int, tmp_path: Path, tls_dir: Path | None, lines: str | None = f"{NEW}\n", **env
+):
+    """run_script with REDIS_TLS_DIR (None: not set) and the probe's state in tmp_path/probe-tmp."""
+    probe_tmp = tmp_path / "probe-tmp"
+    probe_tmp.mkdir(exist_ok=True)
+    extra = {"TMPDIR": str(probe_tmp), **env}
+    if tls_dir is not None:
+        extra["REDIS_TLS_DIR"] = str(tls_dir)
+    return run_script(name, port, tmp_path, lines, **extra)
+
+
+def sum_file(tmp_path: Path) -> Path:
+    return tmp_path / "probe-tmp" / "tls-loaded.sum"
+
+
+# --- probes and preStop over TLS -----------------------------------------------------------------------
+
+
+def test_readiness_over_tls_with_auth(tls_node, tmp_path, mounted):
+    code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, mounted.path, f"{OLD}\n{NEW}\n")
+    assert (code, out) == (0, ""), "a TLS node not in a cluster yet is ready once it answers PONG"
+
+
+def test_readiness_without_tls_flags_gets_no_answer_from_a_tls_only_node(tls_node, tmp_path):
+    code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, None)
+    assert code == 1 and out.startswith("no PONG"), out
+
+
+def test_liveness_over_tls(tls_node, tmp_path, mounted):
+    code, out, _ = tls_run("liveness.sh", tls_node, tmp_path, mounted.path, None)
+    assert (code, out) == (0, "")
+    code, out, _ = tls_run("liveness.sh", tls_node, tmp_path, None, None)
+    assert code == 1 and out.startswith(f"no PONG from 127.0.0.1:{tls_node}"), "plain TCP is off"
+
+
+def test_prestop_over_tls_with_auth(tls_node, tmp_path, mounted):
+    code, out, _ = tls_run("prestop.sh", tls_node, tmp_path, mounted.path, PRESTOP_TIMEOUT_SECONDS="5")
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "prestop: this master serves no slots: nothing to hand over"
+
+
+# --- renewal: the readiness probe reloads changed certificate files ------------------------------------
+
+
+def test_readiness_reloads_a_renewed_certificate_once(tls_node, tmp_path, pki, mounted):
+    first, second = fingerprint(pki / "first" / "tls.crt"), fingerprint(pki / "second" / "tls.crt")
+    assert served_fingerprint(tls_node, mounted.path) == first
+
+    # After a start there is no sum file: the first probe reloads once (harmless) and records the files.
+    code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, mounted.path)
+    assert (code, out) == (0, "")
+    assert config_set_calls(tls_node, mounted.path) == 1
+    assert sum_file(tmp_path).is_file()
+
+    mounted.publish(pki / "second")  # the kubelet's atomic swap of a renewed Secret
+    assert served_fingerprint(tls_node, mounted.path) == first, "Redis 7 does not reload by itself"
+    started = time.monotonic()
+    code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, mounted.path)
+    assert (code, out) == (0, ""), "a reload prints nothing"
+    assert served_fingerprint(tls_node, mounted.path) == second
+    print(f"[tls] renewed certificate served {time.monotonic() - started:.2f} s after the probe started")
+    assert config_set_calls(tls_node, mounted.path) == 2
+
+    recorded = sum_file(tmp_path).read_text()
+    for _ in range(3):
+        assert tls_run("readiness.sh", tls_node, tmp_path, mounted.path)[:2] == (0, "")
+    assert config_set_calls(tls_node, mounted.path) == 2, "unchanged files are never reloaded"
+    assert sum_file(tmp_path).read_text() == recorded
+
+
+def test_a_refused_reload_never_fails_readiness_and_is_retried(tmp_path, mounted):
+    """CONFIG SET refused (here: an admin without +config): ready, silent, no sum kept, retried next time."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with tls_redis(data, mounted.path, admin_rules="~* &* +@all -config") as port:
+        for _ in range(2):
+            assert tls_run("readiness.sh", port, tmp_path, mounted.path)[:2] == (0, "")
+        assert not sum_file(tmp_path).exists(), "the sum is stored only when CONFIG SET says OK"
+        stats = tls_cli(port, mounted.path, "info", "commandstats")
+        assert "cmdstat_config|set:calls=0,usec=0,usec_per_call=0.00,rejected_calls=2," in stats, stats
+
+
+def test_without_tls_the_probe_keeps_no_sum(tmp_path):
+    from .test_scripts import _redis
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with _redis(data) as port:
+        assert tls_run("readiness.sh", port, tmp_path, None)[:2] == (0, "")
+    assert not sum_file(tmp_path).exists()
+
+
+# --- the helm test pod ---------------------------------------------------------------------------------
+
+
+def test_helm_test_pod_round_trips_over_tls(renderer, tmp_path, mounted):
+    pod = one(renderer.render(merged_values(TLS_VALUES)), "Pod")
+    (c,) = pod["spec"]["containers"]
+    secret = tmp_path / "admin-password"
+    secret.write_text(f"{OLD}\n{NEW}\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    with tls_redis(data, mounted.path, cluster=False) as port:
+        env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+        assert env["REDIS_TLS_DIR"] == "/etc/redis-tls"
+        env |= {"PATH": os.environ["PATH"], "PODS": "0", "REDIS_PASSWORD_FILE": str(secret), "HOSTNAME": "t"}
+        env |= {"ACCESS_HOST": "127.0.0.1", "ACCESS_PORT": str(port), "REDIS_TLS_DIR": str(mounted.path)}
+        result = subprocess.run(
+            [_binary("dash"), *c["command"][1:]], env=env, capture_output=True, text=True, timeout=60
+        )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert OLD not in out and NEW not in out
+    assert out.splitlines() == ["logged in as admin", f"write/read round trip through 127.0.0.1:{port} ok"]
