@@ -93,7 +93,9 @@ class Cluster:
 
 
 def chart_values(env: dict[str, str], run_id: str) -> list[str]:
-    """--set flags for the cluster at hand: the images it can run, hostPath volumes on its first node."""
+    """Values flags for the cluster at hand: its site values (RCH_CLUSTER_VALUES, a values file: the local
+    cluster's DNS and API server are host processes, which the NetworkPolicies must name), the images it
+    can run, hostPath volumes on its first node."""
     redis_image = env.get("RCH_REDIS_IMAGE")
     hook_image = env.get("RCH_HOOK_IMAGE")
     if not (redis_image and hook_image):
@@ -105,7 +107,8 @@ def chart_values(env: dict[str, str], run_id: str) -> list[str]:
         text=True,
         check=True,
     ).stdout
-    values = []
+    site = env.get("RCH_CLUSTER_VALUES")
+    values = ["--values", site] if site else []
     for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
         repository, _, tag = image.rpartition(":")
         values += [

@@ -112,6 +112,14 @@ class GitSource:
         return self.git("rev-parse", "HEAD")
 
 
+def _deep_merge(values: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            _deep_merge(values[key], value)
+        else:
+            values[key] = value
+
+
 def _deep_set(values: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for key in parents:
@@ -199,6 +207,10 @@ def app(argocd: ArgoCD, tmp_path_factory) -> Iterator[App]:
     node = argocd.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
     run_id = uuid.uuid4().hex[:6]
     values: dict[str, Any] = {}
+    # The cluster's site values (the local one's DNS and API server are host processes, which the
+    # NetworkPolicies must name): part of the deployment repository's values file, as a user's would be.
+    if site := env.get("RCH_CLUSTER_VALUES"):
+        _deep_merge(values, yaml.safe_load(Path(site).read_text()) or {})
     for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
         repository, _, tag = image.rpartition(":")
         _deep_set(values, f"{prefix}.repository", repository)
