@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chartlib import Renderer, scenario_values, tool
+from .chartlib import CHART, NAMESPACE, RELEASE, Renderer, run, scenario_values, tool
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,28 @@ def renderer(helm: str) -> Renderer:
 def rendered(renderer: Renderer):
     """Objects of a scenario of charts/redis-cluster/ci, by scenario name."""
     return lambda name: renderer.render(scenario_values(name))
+
+
+@pytest.fixture
+def refused(tmp_path):
+    """stderr of a render of these values that must fail (and print nothing)."""
+
+    def render(values_yaml: str, *extra: str, helm_name: str = "helm") -> str:
+        path = tmp_path / "values.yaml"
+        path.write_text(values_yaml)
+        cmd = [
+            tool(helm_name),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            str(path),
+        ]
+        result = run([*cmd, *extra])
+        assert result.returncode != 0, f"accepted:\n{values_yaml}"
+        assert result.stdout == ""
+        return result.stderr
+
+    return render

@@ -22,7 +22,6 @@ from .chartlib import (
     one,
     run,
     scenario_values,
-    tool,
 )
 from .test_render import (
     AUTH_DIR,
@@ -64,31 +63,6 @@ def pod_specs(obj: dict) -> list[dict]:
 
 def containers_of(obj: dict) -> list[dict]:
     return [c for spec in pod_specs(obj) for c in spec.get("containers", []) + spec.get("initContainers", [])]
-
-
-@pytest.fixture
-def refused(tmp_path):
-    """stderr of a render of these values that must fail (and print nothing)."""
-
-    def render(values_yaml: str, *extra: str, helm_name: str = "helm") -> str:
-        path = tmp_path / "values.yaml"
-        path.write_text(values_yaml)
-        cmd = [
-            tool(helm_name),
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            "--values",
-            str(path),
-        ]
-        result = run([*cmd, *extra])
-        assert result.returncode != 0, f"accepted:\n{values_yaml}"
-        assert result.stdout == ""
-        return result.stderr
-
-    return render
 
 
 # --- no secret in a pod spec, ever ---------------------------------------------------------------------
