@@ -53,6 +53,8 @@ EOF
 }
 
 setup() {
+  # A previous run's namespace may still be terminating (its cleanup does not wait).
+  kc wait --for=delete "namespace/$NS" --timeout=120s >/dev/null 2>&1 || true
   kc create namespace "$NS" >/dev/null 2>&1 || true
   {
     pod server "app: server" redis-server --port 6379 --protected-mode no --save "" --appendonly no
