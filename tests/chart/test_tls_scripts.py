@@ -127,7 +127,7 @@ def config_set_calls(port: int, tls_dir: Path) -> int:
 
 @contextmanager
 def tls_redis(
-    directory: Path, tls_dir: Path, cluster: bool = True, admin_rules: str = "~* &* +@all"
+    directory: Path, tls_dir: Path, cluster: bool = True, admin_rules: str = "~* &* +@all", extra: str = ""
 ) -> Iterator[int]:
     """A TLS-only redis-server configured like a chart node with tls.enabled and auth; yields its TLS port."""
     port = _free_port()
@@ -138,6 +138,7 @@ def tls_redis(
     conf += f"user default off\nuser admin on #{digest} {admin_rules}\n"
     if cluster:
         conf += f"cluster-enabled yes\ntls-cluster yes\ncluster-config-file {directory}/nodes.conf\n"
+    conf += extra
     (directory / "redis.conf").write_text(conf)
     proc = subprocess.Popen(
         [_binary("redis-server"), str(directory / "redis.conf")],
@@ -221,6 +222,57 @@ def test_prestop_over_tls_with_auth(tls_node, tmp_path, mounted):
     code, out, _ = tls_run("prestop.sh", tls_node, tmp_path, mounted.path, PRESTOP_TIMEOUT_SECONDS="5")
     assert code == 0
     assert out.strip().splitlines()[-1] == "prestop: this master serves no slots: nothing to hand over"
+
+
+def test_a_master_hands_over_to_its_replica_over_the_tls_bus(tmp_path, mounted):
+    """A master and its replica linked over TLS (bus and replication, mutual TLS with the one node
+    certificate): both ready; the master's preStop asks the replica (over TLS, logged in) to take over."""
+    dirs = [tmp_path / "master", tmp_path / "replica"]
+    for d in dirs:
+        d.mkdir()
+    masterauth = f"masteruser admin\nmasterauth {NEW}\n"
+    with (
+        tls_redis(dirs[0], mounted.path, extra=masterauth) as master,
+        tls_redis(dirs[1], mounted.path, extra=masterauth) as replica,
+    ):
+        assert tls_cli(master, mounted.path, "cluster", "addslotsrange", "0", "16383").strip() == "OK"
+        assert tls_cli(replica, mounted.path, "cluster", "meet", "127.0.0.1", str(master)).strip() == "OK"
+        master_id = tls_cli(master, mounted.path, "cluster", "myid").strip()
+        for _ in range(100):  # gossip over the TLS bus: the replica must know the master first
+            if tls_cli(replica, mounted.path, "cluster", "replicate", master_id).strip() == "OK":
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the replica never learned the master over the TLS bus")
+        for _ in range(100):
+            if "master_link_status:up" in tls_cli(replica, mounted.path, "info", "replication"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("replication over TLS never came up")
+        for port in (master, replica):
+            for _ in range(100):
+                code, out, _ = tls_run("readiness.sh", port, tmp_path, mounted.path)
+                if code == 0:
+                    break
+                time.sleep(0.1)
+            assert (code, out) == (0, ""), f"node {port} not ready over TLS"
+        code, out, _ = tls_run("prestop.sh", master, tmp_path, mounted.path, PRESTOP_TIMEOUT_SECONDS="15")
+        assert code == 0
+        assert out.strip().splitlines()[-1].startswith(f"prestop: handed over to 127.0.0.1:{replica} in "), (
+            out
+        )
+        assert tls_cli(master, mounted.path, "role").splitlines()[0] == "slave"
+        print(f"[tls] {out.strip().splitlines()[-1]}")
+
+
+def test_a_certificate_without_client_auth_usage_is_refused_as_a_client_certificate(tls_node, tmp_path, pki):
+    """Why the chart's certificate needs clientAuth: the nodes and tools show it as their client certificate,
+    and with `tls-auth-clients yes` a serverAuth-only one (same CA) is refused."""
+    make_node_cert(pki / "ca", pki / "server-only", usages="serverAuth")
+    code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, pki / "server-only")
+    assert code == 1 and out.startswith("no PONG"), out
+    assert tls_run("readiness.sh", tls_node, tmp_path, pki / "first")[:2] == (0, "")
 
 
 # --- renewal: the readiness probe reloads changed certificate files ------------------------------------
