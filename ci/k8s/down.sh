@@ -66,7 +66,7 @@ main() {
     exit 0
   fi
   # The policy engine first (it would re-sync at every pod removal), with its rules and ipsets.
-  timed "networkpolicy engine (kube-router)" stop_netpol
+  timed "networkpolicy engine (kube-router)" eval '(stop_netpol) || log "engine rules left: removed with the rest below"'
   timed "pods (kubelet, CRI teardown)" remove_pods
   timed "coredns, kube-proxy, scheduler, controller-manager" eval \
     'stop_proc coredns & stop_proc kube-proxy & stop_proc kube-scheduler & stop_proc kube-controller-manager & wait'
