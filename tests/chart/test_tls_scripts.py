@@ -316,6 +316,13 @@ def test_a_refused_reload_never_fails_readiness_and_is_retried(tmp_path, mounted
         assert "cmdstat_config|set:calls=0,usec=0,usec_per_call=0.00,rejected_calls=2," in stats, stats
 
 
+def test_an_unwritable_sum_file_never_fails_readiness_nor_prints(tls_node, tmp_path, mounted):
+    nowhere = str(tmp_path / "no-such-dir")
+    for _ in range(2):
+        assert tls_run("readiness.sh", tls_node, tmp_path, mounted.path, TMPDIR=nowhere)[:2] == (0, "")
+    assert config_set_calls(tls_node, mounted.path) == 2, "nothing kept: each probe reloads (harmless)"
+
+
 def test_without_tls_the_probe_keeps_no_sum(tmp_path):
     from .test_scripts import _redis
 

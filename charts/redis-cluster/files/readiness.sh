@@ -62,7 +62,7 @@ tls_reload() {
   tls_reply=$(cli config set tls-cert-file "$REDIS_TLS_DIR/tls.crt" tls-key-file "$REDIS_TLS_DIR/tls.key" \
     tls-ca-cert-file "$REDIS_TLS_DIR/ca.crt" | head -n 1)
   [ "$tls_reply" = OK ] || return 0
-  printf '%s\n' "$tls_sum" >"$tls_sum_file.new" 2>/dev/null && mv -f "$tls_sum_file.new" "$tls_sum_file"
+  { printf '%s\n' "$tls_sum" >"$tls_sum_file.new" && mv -f "$tls_sum_file.new" "$tls_sum_file"; } 2>/dev/null
   return 0
 }
 field() { printf "%s\n" "$2" | sed -n "s/^$1://p"; }
