@@ -361,11 +361,13 @@ def ensure_secret_command(
         users = UserSet.from_lookup(
             lambda user: outcome.passwords[password_key(user)], parse_app_users(app_users_rules)
         )
-        _secure_open_nodes(api, namespace, pod_selector, port, users, _tls(tls_dir, tls_server_name))
+        # TLS settings only once there are pods to reach: on a first install the Secret of a cert-manager
+        # Certificate may not exist yet (the Job mounts it optionally), and there is nothing to reach.
+        _secure_open_nodes(api, namespace, pod_selector, port, users, lambda: _tls(tls_dir, tls_server_name))
 
 
 def _secure_open_nodes(
-    api, namespace: str, pod_selector: str, port: int, users: UserSet, tls: TlsSettings | None
+    api, namespace: str, pod_selector: str, port: int, users: UserSet, tls: Callable[[], TlsSettings | None]
 ) -> None:
     from .k8s import list_pods
     from .nodes import NodeAddress
@@ -375,7 +377,9 @@ def _secure_open_nodes(
     addresses = [
         NodeAddress(p.ip, port) for p in list_pods(api, namespace, pod_selector) if p.ip and not p.deleting
     ]
-    anonymous = Connector(None, timeout=2.0, tls=tls)
+    if not addresses:
+        return
+    anonymous = Connector(None, timeout=2.0, tls=tls())
     try:
         open_nodes = [a for a in addresses if answers_without_login(anonymous, a)]
         if not open_nodes:
