@@ -3,40 +3,53 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import ssl
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+
+P256 = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
-def make_ca(directory: Path, name: str = "test-ca") -> Path:
+def make_ca(directory: Path, name: str = "redis-cluster test CA") -> Path:
     """ca.crt and ca.key in `directory` (a P-256 key, valid two days)."""
     directory.mkdir(parents=True, exist_ok=True)
     _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", f"/CN={name}",
+        "req", "-x509", *P256, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=directory,
     )  # fmt: skip
     return directory
 
 
-def issue(ca: Path, directory: Path, dns_names: list[str], common_name: str = "redis-node") -> Path:
-    """A TLS Secret's files in `directory`: tls.crt and tls.key signed by `ca`, and a copy of ca.crt."""
+def issue(
+    ca: Path,
+    directory: Path,
+    dns_names: Iterable[str] = ("localhost",),
+    common_name: str = "redis-node",
+    usages: str = "serverAuth,clientAuth",
+) -> Path:
+    """A TLS Secret's files in `directory`: tls.crt and tls.key signed by `ca` (names: `dns_names` and
+    127.0.0.1; extended key usage: `usages`), and a copy of ca.crt."""
     directory.mkdir(parents=True, exist_ok=True)
-    alt_names = ",".join([*(f"DNS:{name}" for name in dns_names), "IP:127.0.0.1"])
+    alt_names = ",".join(["IP:127.0.0.1", *(f"DNS:{name}" for name in dns_names)])
     (directory / "ext.cnf").write_text(
-        f"subjectAltName={alt_names}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n"
+        f"subjectAltName={alt_names}\nextendedKeyUsage={usages}\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
     )
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "tls.key", "-out", "tls.csr", "-subj", f"/CN={common_name}",
-        cwd=directory,
-    )  # fmt: skip
+    subject = f"/CN={common_name}"
+    _openssl("req", *P256, "-keyout", "tls.key", "-out", "tls.csr", "-subj", subject, cwd=directory)
     _openssl(
         "x509", "-req", "-in", "tls.csr", "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
-        "-CAcreateserial", "-out", "tls.crt", "-days", "1", "-extfile", "ext.cnf",
+        "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "2",
+        "-extfile", "ext.cnf", "-out", "tls.crt",
         cwd=directory,
     )  # fmt: skip
     (directory / "ca.crt").write_bytes((ca / "ca.crt").read_bytes())
@@ -47,7 +60,4 @@ def issue(ca: Path, directory: Path, dns_names: list[str], common_name: str = "r
 
 def fingerprint(certificate_pem: bytes) -> str:
     """SHA-256 fingerprint of a PEM certificate (to tell which one a server presents)."""
-    import hashlib
-    import ssl
-
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(certificate_pem.decode())).hexdigest()

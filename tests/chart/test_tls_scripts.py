@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import fingerprint, issue, make_ca
+
 from .chartlib import merged_values, one
 from .test_scripts import NEW, OLD, _binary, _free_port, run_script
 
@@ -26,45 +28,6 @@ pytestmark = [pytest.mark.chart, pytest.mark.redis]
 
 TLS_VALUES = {"tls": {"enabled": True, "existingSecret": "my-redis-tls"}}
 FILES = ("tls.crt", "tls.key", "ca.crt")
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    result = subprocess.run([_binary("openssl"), *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-
-
-def make_ca(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-        *("-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=redis-cluster test CA"),
-        *("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
-        cwd=directory,
-    )
-    return directory
-
-
-def make_node_cert(ca: Path, out: Path, *, usages: str = "serverAuth,clientAuth") -> Path:
-    """A node certificate and key signed by `ca`, in `out` (tls.crt, tls.key, ca.crt)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        f"extendedKeyUsage={usages}\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-    )
-    _openssl(
-        *("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-        *("-keyout", "tls.key", "-out", "node.csr", "-subj", "/CN=redis-node"),
-        cwd=out,
-    )
-    _openssl(
-        *("x509", "-req", "-in", "node.csr", "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key")),
-        *("-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "2"),
-        *("-extfile", "ext.cnf", "-out", "tls.crt"),
-        cwd=out,
-    )
-    (out / "ca.crt").write_bytes((ca / "ca.crt").read_bytes())
-    return out
 
 
 class MountedSecret:
@@ -88,10 +51,6 @@ class MountedSecret:
         for name in FILES:
             if not (self.path / name).is_symlink():
                 (self.path / name).symlink_to(f"..data/{name}")
-
-
-def fingerprint(cert_file: Path) -> str:
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_file.read_text())).hexdigest()
 
 
 def served_fingerprint(port: int, tls_dir: Path) -> str:
@@ -162,8 +121,8 @@ def tls_redis(
 @pytest.fixture
 def pki(tmp_path: Path) -> Path:
     ca = make_ca(tmp_path / "ca")
-    make_node_cert(ca, tmp_path / "first")
-    make_node_cert(ca, tmp_path / "second")
+    issue(ca, tmp_path / "first")
+    issue(ca, tmp_path / "second")
     return tmp_path
 
 
@@ -269,7 +228,7 @@ def test_a_master_hands_over_to_its_replica_over_the_tls_bus(tmp_path, mounted):
 def test_a_certificate_without_client_auth_usage_is_refused_as_a_client_certificate(tls_node, tmp_path, pki):
     """Why the chart's certificate needs clientAuth: the nodes and tools show it as their client certificate,
     and with `tls-auth-clients yes` a serverAuth-only one (same CA) is refused."""
-    make_node_cert(pki / "ca", pki / "server-only", usages="serverAuth")
+    issue(pki / "ca", pki / "server-only", usages="serverAuth")
     code, out, _ = tls_run("readiness.sh", tls_node, tmp_path, pki / "server-only")
     assert code == 1 and out.startswith("no PONG"), out
     assert tls_run("readiness.sh", tls_node, tmp_path, pki / "first")[:2] == (0, "")
@@ -279,7 +238,7 @@ def test_a_certificate_without_client_auth_usage_is_refused_as_a_client_certific
 
 
 def test_readiness_reloads_a_renewed_certificate_once(tls_node, tmp_path, pki, mounted):
-    first, second = fingerprint(pki / "first" / "tls.crt"), fingerprint(pki / "second" / "tls.crt")
+    first, second = (fingerprint((pki / name / "tls.crt").read_bytes()) for name in ("first", "second"))
     assert served_fingerprint(tls_node, mounted.path) == first
 
     # After a start there is no sum file: the first probe reloads once (harmless) and records the files.
