@@ -25,7 +25,7 @@ echo "versions: server $(kc version -o json 2>/dev/null | python3 -c 'import jso
   "containerd $(containerd --version 2>/dev/null | awk '{print $3}')," \
   "runc $(runc --version 2>/dev/null | awk 'NR==1{print $3}')," \
   "coredns $("$K8S_BIN/coredns" -version 2>/dev/null | awk -F- 'NR==1{print $2}')," \
-  "kube-router $("$K8S_BIN/kube-router" --version 2>/dev/null | grep -o 'version v[0-9.]*' | cut -d' ' -f2) (NetworkPolicies:" \
+  "kube-router $("$K8S_BIN/kube-router" --version 2>&1 | grep -o 'version v[0-9.]*' | cut -d' ' -f2) (NetworkPolicies:" \
   "$(kc get networkpolicies -A --no-headers 2>/dev/null | wc -l) objects)"
 echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
 kc get nodes -o wide 2>&1 | sed 's/^/  /' || rc=1
