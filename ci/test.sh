@@ -24,7 +24,9 @@ static() {
 }
 
 stage static static
-stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider
+# Three workers (pytest-xdist): the Redis-level tests mostly wait on node timeouts, so 2 cores carry 3;
+# each worker takes its own share of the loopback blocks (tests/conftest.py). 10 min serial, under 5 here.
+stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider -n 3
 # The Kubernetes journey: on the configured cluster, or on the local one (built and started if needed,
 # with images built from this checkout and imported).
 stage k8s-up ci/k8s/up.sh

@@ -27,6 +27,16 @@ from .tlsconfig import TlsSettings
 # 127.0.B.x blocks, starting at a per-process offset and skipping blocks in use, so test runs side by side
 # (a developer's and CI's, or several suites) never share an address.
 _blocks = (1 + (os.getpid() + i) % 254 for i in itertools.count())
+
+
+def share_blocks(index: int, count: int) -> None:
+    """Cooperating processes started together (parallel test workers, whose process ids are adjacent) each
+    take their own share of the blocks, `index` of `count`, so two of them never race for one block."""
+    global _blocks
+    share = [block for block in range(1, 255) if block % count == index]
+    _blocks = itertools.cycle(share)
+
+
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 IPV6_LOOPBACK = "::1"
 BUS_PORT_OFFSET = 10000
@@ -56,7 +66,7 @@ def free_ports(host: str, count: int, attempts: int = 500) -> list[int]:
 def _free_block(port: int) -> int:
     """The next 127.0.B.x block whose first node address is free on `port`."""
     for _ in range(254):
-        block = next(_blocks)
+        block = next(_blocks)  # bounded: at most every block once (a share repeats within the 254)
         if _bindable(f"127.0.{block}.10", port):
             return block
     raise RuntimeError(f"no free 127.0.B.10:{port} address for local nodes")
