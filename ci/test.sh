@@ -2,7 +2,8 @@
 # `make test`: every test of the project, stage by stage, with how long each stage took.
 #   static   ruff, chart README/schema freshness (chart lint and render tests run under pytest)
 #   local    unit, chart, plugin and Redis-level tests (real redis-server processes on loopback)
-#   e2e      the Kubernetes journey, on the configured cluster or a local one (ci/k8s)
+#   e2e      the Kubernetes journey, on the local cluster (ci/k8s), or on the one RCH_TEST_KUBECONFIG and
+#            RCH_TEST_CONTEXT name (ci/select-cluster.sh; KUBECONFIG and ~/.kube/config are never used)
 #   gitops   the chart synced from Git by a real Argo CD (ci/argocd) on that cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +24,17 @@ static() {
   $py ci/chart_docs.py --check charts/redis-cluster
 }
 
+# The explicit cluster variables are checked first (one line when wrong), not after the long stages.
+ci/select-cluster.sh --check
 stage static static
 # Three workers (pytest-xdist): the Redis-level tests mostly wait on node timeouts, so 2 cores carry 3;
 # each worker takes its own share of the loopback blocks (tests/conftest.py). 10 min serial, under 5 here.
 stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider -n 3
-# The Kubernetes journey: on the configured cluster, or on the local one (built and started if needed,
-# with images built from this checkout and imported).
-stage k8s-up ci/k8s/up.sh
-eval "$(ci/k8s/env.sh)"
+# The Kubernetes journey: on the local cluster (built and started if needed, with images built from this
+# checkout and imported; LOCAL_K8S=1: whatever KUBECONFIG says), or on the cluster named explicitly.
+if [[ -z "${RCH_TEST_KUBECONFIG:-}${RCH_TEST_CONTEXT:-}" ]]; then stage k8s-up env LOCAL_K8S=1 ci/k8s/up.sh; fi
+selected=$(ci/select-cluster.sh)
+eval "$selected"
 if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage images ci/images/build.sh; fi
 # -s: the e2e tests print their measurements ([e2e] lines: rollout gaps, drill promotions, timings).
 stage e2e $py -m pytest -m e2e -p no:cacheprovider -s

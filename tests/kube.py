@@ -1,15 +1,22 @@
 """What the Kubernetes-level suites (e2e, gitops) share: the cluster's environment and a Helm home of
-their own. Nothing here is simulated: without a reachable cluster they fail with the reason."""
+their own. Nothing here is simulated: without a reachable cluster they fail with the reason.
+
+The cluster is chosen by ci/select-cluster.sh, never implicitly: the local one (ci/k8s) by default, another
+one only when RCH_TEST_KUBECONFIG and RCH_TEST_CONTEXT name it. The caller's KUBECONFIG, ~/.kube/config
+and HELM_KUBE* variables are dropped before anything runs."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT, cache_dir
+
+__all__ = ["CHART", "ROOT", "cache_dir", "cluster_env", "exports", "select_cluster"]
 CHART = ROOT / "charts" / "redis-cluster"
 
 
@@ -18,6 +25,40 @@ def exports(script: Path) -> dict[str, str]:
     out = subprocess.run([str(script)], capture_output=True, text=True, check=False).stdout
     env: dict[str, str] = {}
     for line in out.splitlines():
+        if line.startswith("unset "):
+            continue  # the HELM_KUBE* variables of ci/select-cluster.sh: cluster_env drops them anyway
+        for assignment in shlex.split(line.removeprefix("export ")):
+            key, _, value = assignment.partition("=")
+            env[key] = value.replace("$PATH", env.get("PATH", os.environ.get("PATH", "")))
+    return env
+
+
+def _without_implicit_cluster(environ: dict[str, str]) -> dict[str, str]:
+    """The environment without anything that picks a cluster or context implicitly."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if k != "KUBECONFIG" and not k.startswith(("HELM_KUBE", "KUBERNETES_SERVICE_"))
+    }
+
+
+def select_cluster(kubeconfig_dir: Path) -> dict[str, str]:
+    """The exports of ci/select-cluster.sh (an explicit context's kubeconfig is written to kubeconfig_dir);
+    RuntimeError with its one line when it refuses. Contacts no cluster."""
+    done = subprocess.run(
+        [str(ROOT / "ci/select-cluster.sh"), str(kubeconfig_dir)],
+        env=_without_implicit_cluster(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip() or f"ci/select-cluster.sh exited {done.returncode}")
+    env: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("unset "):
+            continue  # the HELM_KUBE* variables it names are dropped in any case
         for assignment in shlex.split(line.removeprefix("export ")):
             key, _, value = assignment.partition("=")
             env[key] = value.replace("$PATH", env.get("PATH", os.environ.get("PATH", "")))
@@ -25,18 +66,22 @@ def exports(script: Path) -> dict[str, str]:
 
 
 def cluster_env(helm_home_prefix: str) -> tuple[dict[str, str], Path]:
-    """The environment for kubectl and helm: the configured cluster, or the local one (ci/k8s/env.sh),
-    and a Helm home of its own (so `helm plugin install` never touches the user's)."""
-    env = {**os.environ, **exports(ROOT / "ci/k8s/env.sh")}
-    probe = subprocess.run(
-        ["kubectl", "version", "--request-timeout=10s"], env=env, capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        raise RuntimeError(
-            f"no reachable Kubernetes (run `make k8s-up` or set KUBECONFIG): {probe.stderr.strip()}"
-        )
+    """The environment for kubectl, helm and the plugin: the selected cluster only (select_cluster), and a
+    Helm home of its own (so `helm plugin install` never touches the user's)."""
     # Not pytest's tmp_path: a later pytest session may prune it while a long journey still runs.
     helm_home = Path(tempfile.mkdtemp(prefix=helm_home_prefix))
+    try:
+        env = {**_without_implicit_cluster(dict(os.environ)), **select_cluster(helm_home)}
+        probe = subprocess.run(
+            ["kubectl", "version", "--request-timeout=10s"], env=env, capture_output=True, text=True
+        )
+        if probe.returncode != 0:
+            raise RuntimeError(
+                f"the selected cluster ({env['KUBECONFIG']}) does not answer: {probe.stderr.strip()}"
+            )
+    except BaseException:
+        shutil.rmtree(helm_home, ignore_errors=True)
+        raise
     # Helm 4 installs local plugins under $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says: keep them equal.
     env.update(
         HELM_DATA_HOME=str(helm_home / "data"),

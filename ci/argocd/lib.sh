@@ -1,5 +1,6 @@
 # Shared settings of the Argo CD scripts (sourced, not executed). Argo CD runs as processes of this
-# machine (as Argo CD's own local development does), against the cluster of KUBECONFIG.
+# machine (as Argo CD's own local development does), against the cluster the tests were given
+# (ci/select-cluster.sh: the local one, or RCH_TEST_KUBECONFIG + RCH_TEST_CONTEXT; never KUBECONFIG).
 # Everything built or started lives in ONE cache directory outside the repository, keyed by version.
 # shellcheck shell=bash
 ARGOCD_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -7,7 +8,8 @@ REPO_DIR=$(cd "$ARGOCD_LIB_DIR/../.." && pwd)
 # shellcheck source=../versions.env
 source "$REPO_DIR/ci/versions.env"
 
-RCH_CACHE=${RCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-cluster-helm}
+# shellcheck source=../cache.sh
+source "$REPO_DIR/ci/cache.sh"
 ARGOCD_DIR="$RCH_CACHE/argocd-$ARGOCD_VERSION"
 ARGOCD_BIN="$ARGOCD_DIR/bin"          # argocd (all-in-one), helm (the version Argo CD pins)
 ARGOCD_STATE="$ARGOCD_DIR/state"      # pids, logs, TLS/SSH/GPG data dirs, redis dir; removed by down
@@ -31,16 +33,15 @@ timed() {
   log "$(awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$name" 'BEGIN{printf "%-40s %7.1f s", n, b-a}')"
 }
 
-# The cluster: the local one when it runs (ci/k8s/env.sh prints its exports), else the configured one.
+# The cluster: the one the tests were given (ci/select-cluster.sh), never an implicit KUBECONFIG.
 use_cluster() {
   local exports
-  exports=$("$REPO_DIR/ci/k8s/env.sh" 2>/dev/null || true)
-  [[ -n "$exports" ]] && eval "$exports"
+  exports=$("$REPO_DIR/ci/select-cluster.sh") || exit 1
+  eval "$exports"
   command -v kubectl >/dev/null || die "kubectl not found (start the local cluster: make k8s-up)"
   kubectl version --request-timeout=10s >/dev/null 2>&1 ||
-    die "no reachable Kubernetes (run make k8s-up or set KUBECONFIG)"
-  KUBECONFIG_PATH=${KUBECONFIG:-$HOME/.kube/config}
-  export KUBECONFIG="$KUBECONFIG_PATH"
+    die "the selected cluster ($KUBECONFIG) does not answer"
+  export KUBECONFIG
 }
 
 # --- processes: each one recorded by pid with its executable; stop only those pids (shared with ci/k8s) ---

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts Argo CD against the cluster of KUBECONFIG (the local one of ci/k8s when it runs), idempotently:
+# Starts Argo CD against the cluster of ci/select-cluster.sh (the local one of ci/k8s, or the one that
+# RCH_TEST_KUBECONFIG + RCH_TEST_CONTEXT name; never an implicit KUBECONFIG), idempotently:
 #   1. builds what is missing (ci/argocd/build.sh; cached);
 #   2. installs from the release's own manifests/: the Application and AppProject CRDs, the base
 #      configuration (argocd-cm, argocd-secret, ...) in namespace $ARGOCD_NAMESPACE, and the `default`

@@ -14,6 +14,8 @@ import pyhelm3
 import pytest
 import yaml
 
+from tests.paths import cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "redis-cluster"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
@@ -24,7 +26,7 @@ NAMESPACE = "redis-ns"
 
 def tool(name: str) -> str:
     """A pinned tool from PATH or from the bootstrap cache; a missing tool fails the test (never a skip)."""
-    cache = Path(os.environ.get("RCH_CACHE", Path.home() / ".cache" / "redis-cluster-helm")) / "bin"
+    cache = cache_dir() / "bin"
     found = shutil.which(name) or shutil.which(name, path=str(cache))
     if not found:
         pytest.fail(f"{name} not found on PATH nor in {cache}: run `make bootstrap` (ci/bootstrap.sh)")
@@ -35,7 +37,7 @@ def tool_env(**extra: str) -> dict[str, str]:
     """Environment for helm/ct: the venv (yamllint, yamale) and the tool cache on PATH, no cluster."""
     env = dict(os.environ)
     venv_bin = REPO / ".venv" / "bin"
-    cache = Path(env.get("RCH_CACHE", Path.home() / ".cache" / "redis-cluster-helm")) / "bin"
+    cache = cache_dir() / "bin"
     env["PATH"] = os.pathsep.join([str(venv_bin), str(cache), env.get("PATH", "")])
     env["KUBECONFIG"] = os.devnull  # rendering and linting never reach a cluster
     env.update(extra)

@@ -1,7 +1,8 @@
 """GitOps runs on a real Argo CD (ci/argocd: built from the Go module proxy, run as processes of this
-machine) against a real cluster: the local one of ci/k8s when it runs, else the configured one. The Git
-source is a local repository (file://) that these fixtures create from the chart. Nothing is simulated:
-without a cluster or Argo CD these tests fail with the reason, they are never skipped."""
+machine) against a real cluster: the one ci/select-cluster.sh selects (tests/kube.py), the local one of
+ci/k8s unless RCH_TEST_KUBECONFIG and RCH_TEST_CONTEXT name another. The Git source is a local repository
+(file://) that these fixtures create from the chart. Nothing is simulated: without a cluster or Argo CD
+these tests fail with the reason, they are never skipped."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from tests.kube import CHART, ROOT, cluster_env, exports
+from tests.kube import CHART, ROOT, cache_dir, cluster_env, exports
 
 EXAMPLE = ROOT / "examples" / "argocd" / "application.yaml"
 RELEASE = "redis"  # the Application's helm.releaseName
@@ -62,8 +63,7 @@ def argocd() -> Iterator[ArgoCD]:
         raise RuntimeError(f"ci/argocd/up.sh failed ({up.returncode}):\n{up.stderr[-3000:]}")
     env.update(exports(ROOT / "ci/argocd/env.sh"))
     # The project's Helm (ci/bootstrap.sh) runs the plugin; Argo CD uses its own, on the repo-server's PATH.
-    cache = Path(os.environ.get("RCH_CACHE") or Path.home() / ".cache" / "redis-cluster-helm")
-    env["PATH"] = f"{cache / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{cache_dir() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     argo = ArgoCD(env, env.get("ARGOCD_NAMESPACE", "argocd"))
     argo.record(
         "Argo CD up (" + ("already running" if was_running else "started") + ")", time.monotonic() - started

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SRC = REPO / "helm_plugin"
 HELMS = ["helm", "helm3"]  # Helm 4 and Helm 3, both pinned in ci/versions.env
@@ -25,7 +27,7 @@ HELMS = ["helm", "helm3"]  # Helm 4 and Helm 3, both pinned in ci/versions.env
 
 def tool(name: str) -> str:
     """A pinned tool from PATH or from the bootstrap cache; a missing tool fails the test (never a skip)."""
-    cache = Path(os.environ.get("RCH_CACHE", Path.home() / ".cache" / "redis-cluster-helm")) / "bin"
+    cache = cache_dir() / "bin"
     found = shutil.which(name) or shutil.which(name, path=str(cache))
     if not found:
         pytest.fail(f"{name} not found on PATH nor in {cache}: run `make bootstrap` (ci/bootstrap.sh)")
