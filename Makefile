@@ -1,6 +1,9 @@
 # Entry points of the project. `make demo` runs the whole thing; `make test` runs every test.
 SHELL := /bin/bash
-CACHE ?= $(or $(RCH_CACHE),$(HOME)/.cache/redis-cluster-helm)
+# The tool cache, one rule everywhere (ci/cache.sh, tests/paths.py): RCH_CACHE, else
+# $XDG_CACHE_HOME/redis-cluster-helm, else ~/.cache/redis-cluster-helm. Exported for every script.
+CACHE := $(or $(RCH_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/redis-cluster-helm)
+export RCH_CACHE := $(CACHE)
 export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
 PY := .venv/bin/python
 

@@ -6,7 +6,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
 source "$repo/ci/versions.env"
-cache=${RCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-cluster-helm}
+# shellcheck source=cache.sh
+source "$repo/ci/cache.sh"
+cache=$RCH_CACHE
 bin="$cache/bin"
 mkdir -p "$bin"
 

@@ -15,7 +15,8 @@ stage() {  # stage NAME COMMAND...
 }
 
 stage "tools (bootstrap)" ci/bootstrap.sh
-export PATH="${RCH_CACHE:-$HOME/.cache/redis-cluster-helm}/bin:$PWD/.venv/bin:$PATH"
+source ci/cache.sh
+export PATH="$RCH_CACHE/bin:$PWD/.venv/bin:$PATH"
 stage "kubernetes (up)" ci/k8s/up.sh
 eval "$(ci/k8s/env.sh)"
 if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage "images (build, import)" ci/images/build.sh; fi

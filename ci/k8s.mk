@@ -1,5 +1,5 @@
 # Local Kubernetes test cluster (included by the top Makefile). Everything is cached in
-# $(RCH_CACHE) (default ~/.cache/redis-cluster-helm); see ci/k8s/README.md.
+# $(RCH_CACHE) (the rule: ci/cache.sh); see ci/k8s/README.md.
 .PHONY: k8s-build images k8s-up k8s-down k8s-status k8s-check-isolation k8s-smoke k8s-env
 
 k8s-build: ## build Kubernetes, etcd, CoreDNS, crictl into the cache; install containerd/runc/CNI (Debian)

@@ -6,7 +6,8 @@ REPO_DIR=$(cd "$K8S_LIB_DIR/../.." && pwd)
 # shellcheck source=../versions.env
 source "$REPO_DIR/ci/versions.env"
 
-RCH_CACHE=${RCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-cluster-helm}
+# shellcheck source=../cache.sh
+source "$REPO_DIR/ci/cache.sh"
 K8S_DIR="$RCH_CACHE/k8s-$K8S_VERSION"
 K8S_BIN="$K8S_DIR/bin"
 K8S_STATE="$K8S_DIR/state"           # certs, configs, data, logs, pids of the running cluster

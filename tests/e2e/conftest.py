@@ -1,6 +1,6 @@
-"""The Kubernetes journey runs on a real cluster: the configured one (KUBECONFIG), or the local one that
-`make k8s-up` started (its environment comes from ci/k8s/env.sh). Nothing here is simulated: without a
-reachable cluster these tests fail with the reason, they are never skipped."""
+"""The Kubernetes journey runs on a real cluster: the local one that `make k8s-up` started, or the one that
+RCH_TEST_KUBECONFIG + RCH_TEST_CONTEXT name (ci/select-cluster.sh via tests/kube.py; never KUBECONFIG).
+Nothing here is simulated: without a reachable cluster these tests fail with the reason, never skipped."""
 
 from __future__ import annotations
 
