@@ -12,9 +12,14 @@ PY := .venv/bin/python
 bootstrap: ## install every pinned tool (idempotent; seconds when warm)
 	@ci/bootstrap.sh
 
+# Linting reaches no cluster: KUBECONFIG=/dev/null for helm and ct.
 lint: bootstrap ## ruff, yamllint, helm lint, ct lint, chart README freshness
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks ci/*.py
+	ruff format --check src tests benchmarks ci/*.py
+	yamllint --strict -c ci/lintconf.yaml charts/redis-cluster/Chart.yaml charts/redis-cluster/values.yaml \
+	  charts/redis-cluster/ci tests/chart/invalid
+	KUBECONFIG=/dev/null helm lint --strict charts/redis-cluster
+	KUBECONFIG=/dev/null ct lint --all --config ci/ct.yaml
 	$(PY) ci/chart_docs.py --check charts/redis-cluster
 
 test: bootstrap ## every test: static, Redis-level, then Kubernetes (e2e) and Argo CD (gitops)
