@@ -19,17 +19,62 @@ timed() {  # timed NAME COMMAND...: run a stage and report its duration
   stage "$name" "done in $((SECONDS - start)) s"
 }
 
+# python3's version and whether `python3 -m venv` can work (ensurepip, shipped apart by Debian as
+# python3-venv), e.g. "3.11 1": one interpreter start, remembered until packages are installed.
+# A current .venv (python_env's stamp) answers without starting python3: its pyvenv.cfg has the version.
+py_facts=""
+python_facts() {
+  [[ -n "$py_facts" ]] && return 0
+  if venv_current; then
+    py_facts="$(sed -n 's/^version_info = \([0-9]*\.[0-9]*\).*/\1/p; s/^version = \([0-9]*\.[0-9]*\).*/\1/p' \
+      "$repo/.venv/pyvenv.cfg" | head -n1) 1"
+    [[ "$py_facts" != " 1" ]] && return 0
+  fi
+  py_facts=$(python3 -c 'import sys, importlib.util as u
+print("%d.%d" % sys.version_info[:2], int(all(u.find_spec(m) for m in ("ensurepip", "venv"))))' 2>/dev/null ||
+    echo "none 0")
+}
+
 debian_packages() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v redis-cli >/dev/null || missing+=(redis-tools)
   command -v git >/dev/null || missing+=(git)
+  command -v openssl >/dev/null || missing+=(openssl)
+  python_facts
+  [[ "${py_facts#* }" == 1 ]] || missing+=(python3-venv)
   ((${#missing[@]} == 0)) && return 0
+  py_facts=""
+  command -v apt-get >/dev/null && ((EUID == 0)) || return 0  # prerequisites then names what is missing
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The Debian package may start a system-wide redis on 6379; the project never uses it.
   service redis-server stop >/dev/null 2>&1 || true
+}
+
+# at_least FOUND WANTED: version FOUND >= WANTED (dotted numbers).
+at_least() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]; }
+
+# Everything the project relies on and bootstrap cannot build itself, checked in a few milliseconds; what
+# is missing or too old is said in one line, and bootstrap stops there.
+prerequisites() {
+  local missing=() v
+  v=$(go env GOVERSION 2>/dev/null || true)
+  [[ -n "$v" ]] && at_least "${v#go}" "$GO_MIN_VERSION" || missing+=("go >= $GO_MIN_VERSION (${v:-not found})")
+  python_facts
+  v=${py_facts% *}
+  [[ "$v" != none ]] && at_least "$v" 3.11 || missing+=("python3 >= 3.11 (${v/none/not found})")
+  [[ "${py_facts#* }" == 1 ]] || missing+=("python3-venv (python3 -m venv needs ensurepip)")
+  v=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9.]*\).*/\1/p' || true)
+  [[ -n "$v" ]] && at_least "$v" 7.0 || missing+=("redis-server >= 7.0 (${v:-not found})")
+  command -v redis-cli >/dev/null || missing+=("redis-cli (redis-tools)")
+  command -v git >/dev/null || missing+=(git)
+  command -v openssl >/dev/null || missing+=(openssl)
+  ((${#missing[@]} == 0)) && return 0
+  local IFS=,
+  echo "[bootstrap] missing: ${missing[*]}" | sed 's/,/, /g' >&2
+  return 1
 }
 
 # go_tool NAME MODULE VERSION PACKAGE [LDFLAGS]: build a Go command once per version into the cache.
@@ -57,10 +102,13 @@ helm_tools() {
   ln -sf "$cache/go/ct-$CT_VERSION/ct" "$bin/ct"
 }
 
+venv_stamp() { cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16; }
+venv_current() { [[ -f "$repo/.venv/.stamp" && $(cat "$repo/.venv/.stamp") == "$(venv_stamp)" ]]; }
+
 python_env() {
   local venv="$repo/.venv" stamp
-  stamp=$(cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16)
-  [[ -f "$venv/.stamp" && $(cat "$venv/.stamp") == "$stamp" ]] && return 0
+  stamp=$(venv_stamp)
+  venv_current && return 0
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -e "$repo[dev]" "yamllint==$YAMLLINT_VERSION" "yamale==$YAMALE_VERSION"
@@ -68,6 +116,6 @@ python_env() {
 }
 
 total=$SECONDS
-stages=("${@:-debian_packages helm_tools python_env}")
+stages=("${@:-debian_packages prerequisites helm_tools python_env}")
 for s in ${stages[*]}; do timed "$s" "$s"; done
 stage "total" "$((SECONDS - total)) s; tools in $bin"
