@@ -1,5 +1,6 @@
-# Argo CD on the cluster of KUBECONFIG (included by the top Makefile). Built from the Go module proxy and
-# cached in $(RCH_CACHE)/argocd-<version>; see ci/argocd/README.md.
+# Argo CD on the cluster ci/select-cluster.sh selects (the local one, or RCH_TEST_KUBECONFIG + RCH_TEST_CONTEXT;
+# never KUBECONFIG), included by the top Makefile. Built from the Go module proxy and cached in
+# $(RCH_CACHE)/argocd-<version>; see ci/argocd/README.md.
 .PHONY: argocd-build argocd-up argocd-down argocd-status argocd-env gitops-test
 
 argocd-build: ## build Argo CD (all-in-one) and the helm it pins into the cache
