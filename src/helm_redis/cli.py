@@ -135,6 +135,23 @@ def _tls(tls_dir: Path | None, server_name: str | None) -> TlsSettings | None:
     return TlsSettings.from_directory(tls_dir, server_name)
 
 
+@dataclass(frozen=True)
+class _Login:
+    """How the tools reach the nodes: the ACL login (None: none) and TLS (None: plain TCP)."""
+
+    credentials: Credentials | None
+    tls: TlsSettings | None
+
+    def connector(self, timeout: float = 3.0) -> Connector:
+        return Connector(self.credentials, timeout=timeout, tls=self.tls)
+
+
+def _login(
+    user: str | None, password_file: Path | None, tls_dir: Path | None, tls_server_name: str | None
+) -> _Login:
+    return _Login(_credentials(user, password_file), _tls(tls_dir, tls_server_name))
+
+
 AuthDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -286,7 +303,7 @@ def init(
     else:
         members = _in_pod_members(statefulset, service, namespace, cluster_domain, port, pods, pod_selector)
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
+    connector = _login(user, password_file, tls_dir, tls_server_name).connector()
     try:
         result = Formation(
             connector,
@@ -461,7 +478,7 @@ def scale_in(
         members = _in_pod_members(
             statefulset, service, namespace, cluster_domain, port, running, pod_selector
         )
-    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
+    connector = _login(user, password_file, tls_dir, tls_server_name).connector()
     try:
         result = ScaleIn(
             connector,
@@ -541,7 +558,7 @@ def reconcile(
 
         members = placement()
     wanted_masters = masters or len(members) // (1 + replicas_per_master)
-    connector = Connector(_credentials(user, password_file), tls=_tls(tls_dir, tls_server_name))
+    connector = _login(user, password_file, tls_dir, tls_server_name).connector()
     try:
         Reconciler(
             connector, members, wanted_masters, replicas_per_master, output.progress, timeout, placement
@@ -610,7 +627,7 @@ def prepare_node_command(
             raise UsageError("--auth-include needs --auth-dir (REDIS_CLUSTER_AUTH_DIR): the users' passwords")
         write_config_include(auth_include, users)
         output.progress(f"wrote the ACL users ({len(users.acl_rules())}) to {auth_include}")
-    connector = Connector(_credentials(user, password_file), timeout=1.0, tls=_tls(tls_dir, tls_server_name))
+    connector = _login(user, password_file, tls_dir, tls_server_name).connector(timeout=1.0)
     try:
         prepare_node(nodes_conf, timeout, takeover_timeout, connector, progress=output.progress)
     finally:
@@ -643,8 +660,7 @@ MastersOption = Annotated[
 def _target(
     release: str | None,
     nodes: str | None,
-    credentials: Credentials | None,
-    tls: TlsSettings | None,
+    login: _Login,
     masters: int | None,
     replicas: int | None,
 ) -> Iterator[Target]:
@@ -653,7 +669,7 @@ def _target(
         raise UsageError("give a RELEASE name or --nodes HOST:PORT,... (one of them)")
     if nodes:
         addresses = parse_node_list(nodes)
-        connector = Connector(credentials, tls=tls)
+        connector = login.connector()
         try:
             yield Target(members_from_addresses(addresses), connector, Expectation(masters, replicas))
         finally:
@@ -661,7 +677,7 @@ def _target(
         return
     from .release import open_release
 
-    opened = open_release(release or "", credentials=credentials, tls=tls)
+    opened = open_release(release or "", credentials=login.credentials, tls=login.tls)
     try:
         yield Target(opened.members, opened.connector, opened.expected, opened)
     finally:
@@ -686,12 +702,7 @@ def verify(
     from .verify import verify as run_verify
 
     with _target(
-        release,
-        nodes,
-        _credentials(user, password_file),
-        _tls(tls_dir, tls_server_name),
-        masters,
-        replicas_per_master,
+        release, nodes, _login(user, password_file, tls_dir, tls_server_name), masters, replicas_per_master
     ) as target:
         report = run_verify(
             target.connector,
@@ -802,12 +813,7 @@ def drill(
         if given:
             raise UsageError(f"{', '.join(given)} do(es) not apply to --mode rollout")
     with _target(
-        release,
-        nodes,
-        _credentials(user, password_file),
-        _tls(tls_dir, tls_server_name),
-        masters,
-        replicas_per_master,
+        release, nodes, _login(user, password_file, tls_dir, tls_server_name), masters, replicas_per_master
     ) as target:
         names = {str(m.address): m.name for m in target.members}
         before = run_verify(target.connector, [m.address for m in target.members], target.expected, names)
