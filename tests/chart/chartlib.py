@@ -50,6 +50,26 @@ def run(
     return subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=300)
 
 
+def refusal(values_file: Path, *extra: str, helm_name: str = "helm") -> str:
+    """stderr of a render of this values file that must fail, printing nothing on stdout."""
+    result = run(
+        [
+            tool(helm_name),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            str(values_file),
+            *extra,
+        ]
+    )
+    assert result.returncode != 0, f"accepted:\n{values_file.read_text()}"
+    assert result.stdout == ""
+    return result.stderr
+
+
 def scenario_file(name: str) -> Path:
     return CHART / "ci" / f"{name}-values.yaml"
 

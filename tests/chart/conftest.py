@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chartlib import CHART, NAMESPACE, RELEASE, Renderer, run, scenario_values, tool
+from .chartlib import Renderer, refusal, scenario_values, tool
 
 
 @pytest.fixture(scope="session")
@@ -35,19 +35,6 @@ def refused(tmp_path):
     def render(values_yaml: str, *extra: str, helm_name: str = "helm") -> str:
         path = tmp_path / "values.yaml"
         path.write_text(values_yaml)
-        cmd = [
-            tool(helm_name),
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            "--values",
-            str(path),
-        ]
-        result = run([*cmd, *extra])
-        assert result.returncode != 0, f"accepted:\n{values_yaml}"
-        assert result.stdout == ""
-        return result.stderr
+        return refusal(path, *extra, helm_name=helm_name)
 
     return render

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,6 +68,14 @@ def _redis(directory: Path, cluster: bool = True) -> Iterator[int]:
     conf += f"user default off\nuser admin on #{digest} ~* &* +@all\n"
     if cluster:
         conf += f"cluster-enabled yes\ncluster-config-file {directory}/nodes.conf\n"
+    with serving(directory, conf, lambda: "NOAUTH" in _cli(port, "ping", password=None)):
+        yield port
+
+
+@contextmanager
+def serving(directory: Path, conf: str, answers: Callable[[], bool]) -> Iterator[None]:
+    """redis-server with `conf` (written to directory/redis.conf), once `answers()` (at most 5 s); stopped
+    on exit."""
     (directory / "redis.conf").write_text(conf)
     proc = subprocess.Popen(
         [_binary("redis-server"), str(directory / "redis.conf")],
@@ -76,12 +84,13 @@ def _redis(directory: Path, cluster: bool = True) -> Iterator[int]:
     )
     try:
         for _ in range(100):
-            if "NOAUTH" in _cli(port, "ping", password=None):
+            if answers():
                 break
+            assert proc.poll() is None, "redis-server exited"
             time.sleep(0.05)
         else:
             pytest.fail("redis-server did not start")
-        yield port
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)

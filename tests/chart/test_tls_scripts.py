@@ -22,7 +22,7 @@ import pytest
 from tests.certs import fingerprint, issue, make_ca
 
 from .chartlib import merged_values, one
-from .test_scripts import NEW, OLD, _binary, _free_port, run_script
+from .test_scripts import NEW, OLD, _binary, _free_port, run_script, serving
 
 pytestmark = [pytest.mark.chart, pytest.mark.redis]
 
@@ -98,24 +98,8 @@ def tls_redis(
     if cluster:
         conf += f"cluster-enabled yes\ntls-cluster yes\ncluster-config-file {directory}/nodes.conf\n"
     conf += extra
-    (directory / "redis.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [_binary("redis-server"), str(directory / "redis.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            if tls_cli(port, tls_dir, "ping").strip() == "PONG":
-                break
-            assert proc.poll() is None, "redis-server exited"
-            time.sleep(0.05)
-        else:
-            pytest.fail("redis-server did not start")
+    with serving(directory, conf, lambda: tls_cli(port, tls_dir, "ping").strip() == "PONG"):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
