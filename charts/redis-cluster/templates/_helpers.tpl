@@ -341,10 +341,10 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-Hook image reference.
+Tools image reference: its tag defaults to the chart's appVersion (the tools are released with the chart).
 */}}
-{{- define "redis-cluster.hookImage" -}}
-{{- printf "%s:%s" .Values.hook.image.repository .Values.hook.image.tag -}}
+{{- define "redis-cluster.toolsImage" -}}
+{{- include "redis-cluster.imageRef" (dict "image" .Values.tools.image "tag" (.Values.tools.image.tag | default .Chart.AppVersion)) -}}
 {{- end -}}
 
 {{/*
@@ -428,8 +428,8 @@ tolerations:
 {{- end }}
 containers:
   - name: {{ .name }}
-    image: {{ include "redis-cluster.hookImage" $root }}
-    imagePullPolicy: {{ $root.Values.hook.image.pullPolicy }}
+    image: {{ include "redis-cluster.toolsImage" $root }}
+    imagePullPolicy: {{ $root.Values.tools.image.pullPolicy }}
     args:
       {{- toYaml .args | nindent 6 }}
     env:
@@ -519,7 +519,16 @@ Call with (dict "root" $ "bus" BOOL).
 Redis image reference.
 */}}
 {{- define "redis-cluster.image" -}}
-{{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
+{{- include "redis-cluster.imageRef" (dict "image" .Values.image "tag" .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+An image reference from dict(image: {repository, digest}, tag): repository:tag, then @digest when one is
+given (the digest decides what is pulled; the tag stays for people reading the pod spec).
+*/}}
+{{- define "redis-cluster.imageRef" -}}
+{{- printf "%s:%s" .image.repository .tag -}}
+{{- with .image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/*
