@@ -98,10 +98,11 @@ layer_of() {
 image() {
   local ref=$1 archive=$2; shift 2
   if [[ ! -f "$archive" ]]; then
-    python3 "$HERE/oci.py" "$archive.part" "$ref" "$@" >"$archive.digest"
+    python3 "$HERE/oci.py" "$archive.part" "$ref" --arch "$ARCH" "$@" >"$archive.digest"
     mv "$archive.part" "$archive"
   fi
-  import "$ref" "$archive"
+  BUILT_ARCHIVE=$archive
+  [[ -n "$BUILD_ONLY" ]] || import "$ref" "$archive"
 }
 
 import() {
@@ -221,9 +222,38 @@ hook_image() {
   find "$IMG/layers" -name 'hookvenv-*.tar' -delete
 }
 
+# ci/images/build.sh                       every image, imported into the local containerd
+# ci/images/build.sh tools [--arch ARCH]   only the tools image, nothing imported: prints the path of its
+#                                          OCI layout archive (the manifest digest is in ARCHIVE.digest)
+# --arch (amd64, arm64; default: the host's) must be the host's: the root filesystems are built by
+# running their own binaries (chroot), so each architecture is built on a native machine (release.yaml).
+ARCH="" BUILD_ONLY="" BUILT_ARCHIVE=""
 main() {
+  local only="" host usage="usage: ci/images/build.sh [tools] [--arch amd64|arm64]"
+  while (($#)); do
+    case $1 in
+      tools) only=tools ;;
+      --arch) [[ $# -ge 2 ]] || die "--arch needs amd64 or arm64"; ARCH=$2; shift ;;
+      --arch=*) ARCH=${1#--arch=} ;;
+      -h | --help) echo "$usage"; return 0 ;;
+      *) die "unknown argument '$1' ($usage)" ;;
+    esac
+    shift
+  done
+  host=$(dpkg --print-architecture)
+  ARCH=${ARCH:-$host}
+  [[ "$ARCH" == "$host" ]] ||
+    die "--arch $ARCH on a $host machine: build each architecture on a native machine (no emulation)"
   [[ $(id -u) == 0 ]] || die "building root filesystems needs root (debootstrap, chroot, overlay)"
   command -v debootstrap >/dev/null || die "debootstrap is missing: run ci/k8s/build.sh (or apt-get install debootstrap)"
+  if [[ "$only" == tools ]]; then
+    BUILD_ONLY=1
+    timed "debian base rootfs ($SUITE)" base_rootfs
+    timed "tools image ($ARCH)" hook_image
+    log "tools image ($ARCH): $BUILT_ARCHIVE $(cat "$BUILT_ARCHIVE.digest")"
+    echo "$BUILT_ARCHIVE"
+    return 0
+  fi
   timed "debian base rootfs ($SUITE)" base_rootfs
   timed "pause image" pause_image
   timed "redis image" redis_image

@@ -1,9 +1,10 @@
 """Assemble an OCI image archive (oci-layout tar) from uncompressed layer tarballs, without any engine.
 
     python3 oci.py OUT.tar NAME:TAG --layer L1.tar [--layer L2.tar ...] [--entrypoint JSON] [--cmd JSON]
-                   [--env K=V ...] [--user U] [--workdir D] [--label K=V ...]
+                   [--env K=V ...] [--user U] [--workdir D] [--label K=V ...] [--arch amd64|arm64]
 
-Prints the manifest digest. The archive is what `ctr images import` reads; the image name is carried in the
+--arch is the OCI architecture of the layers (default: the host's, uname -m mapped to OCI names). Prints
+the manifest digest. The archive is what `ctr images import` reads; the image name is carried in the
 index annotations (io.containerd.image.name and org.opencontainers.image.ref.name).
 """
 
@@ -14,9 +15,19 @@ import hashlib
 import io
 import json
 import os
+import platform
 import tarfile
 
 BLOCK = 1 << 20
+# uname -m -> OCI/Go architecture names (image-spec config.md: "architecture" uses GOARCH values)
+OCI_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    if machine not in OCI_ARCH:
+        raise SystemExit(f"oci.py: no OCI architecture known for machine {machine!r}: pass --arch")
+    return OCI_ARCH[machine]
 
 
 def sha256_file(path: str) -> str:
@@ -44,7 +55,9 @@ def main() -> None:
     ap.add_argument("--user")
     ap.add_argument("--workdir", default="/")
     ap.add_argument("--label", action="append", default=[])
+    ap.add_argument("--arch", choices=sorted(set(OCI_ARCH.values())), help="default: the host's")
     a = ap.parse_args()
+    arch = a.arch or host_arch()
 
     layers = []
     for path in a.layer:
@@ -62,7 +75,7 @@ def main() -> None:
     if a.label:
         cfg["Labels"] = dict(kv.split("=", 1) for kv in a.label)
     config = {
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
         "config": cfg,
@@ -95,7 +108,7 @@ def main() -> None:
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": f"sha256:{manifest_d}",
                 "size": len(manifest_b),
-                "platform": {"architecture": "amd64", "os": "linux"},
+                "platform": {"architecture": arch, "os": "linux"},
                 "annotations": {"io.containerd.image.name": a.ref, "org.opencontainers.image.ref.name": tag},
             }
         ],
