@@ -102,6 +102,15 @@ helm_tools() {
   ln -sf "$cache/go/ct-$CT_VERSION/ct" "$bin/ct"
 }
 
+# The loopback OCI registry of the tests and the tool that pushes images to it (ci/registry).
+registry_tools() {
+  go_tool registry github.com/distribution/distribution/v3 "$REGISTRY_VERSION" ./cmd/registry \
+    "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+  ln -sf "$cache/go/registry-$REGISTRY_VERSION/registry" "$bin/registry"
+  go_tool crane github.com/google/go-containerregistry "$CRANE_VERSION" ./cmd/crane
+  ln -sf "$cache/go/crane-$CRANE_VERSION/crane" "$bin/crane"
+}
+
 venv_stamp() { cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16; }
 venv_current() { [[ -f "$repo/.venv/.stamp" && $(cat "$repo/.venv/.stamp") == "$(venv_stamp)" ]]; }
 
@@ -116,6 +125,6 @@ python_env() {
 }
 
 total=$SECONDS
-stages=("${@:-debian_packages prerequisites helm_tools python_env}")
+stages=("${@:-debian_packages prerequisites helm_tools registry_tools python_env}")
 for s in ${stages[*]}; do timed "$s" "$s"; done
 stage "total" "$((SECONDS - total)) s; tools in $bin"

@@ -19,17 +19,13 @@ source ci/cache.sh
 export PATH="$RCH_CACHE/bin:$PWD/.venv/bin:$PATH"
 stage "kubernetes (up)" ci/k8s/up.sh
 eval "$(ci/k8s/env.sh)"
-if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage "images (build, import)" ci/images/build.sh; fi
-: "${RCH_REDIS_IMAGE:?set RCH_REDIS_IMAGE and RCH_HOOK_IMAGE to images your cluster can run}"
-: "${RCH_HOOK_IMAGE:?set RCH_HOOK_IMAGE to the hook image built from hooks/Containerfile}"
+if [[ -n "${RCH_REGISTRY:-}" ]]; then stage "images (build, push, pull)" ci/images/build.sh; fi
 
 helm plugin list 2>/dev/null | grep -q '^redis' || stage "helm plugin install" helm plugin install ./helm_plugin
 
 node=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
 values=(
-  --set "image.repository=${RCH_REDIS_IMAGE%:*}" --set "image.tag=${RCH_REDIS_IMAGE##*:}" --set image.pullPolicy=IfNotPresent
-  --set "hook.image.repository=${RCH_HOOK_IMAGE%:*}" --set "hook.image.tag=${RCH_HOOK_IMAGE##*:}"
-  --set hook.image.pullPolicy=IfNotPresent
+  ${RCH_CLUSTER_VALUES:+--values "$RCH_CLUSTER_VALUES"}
   --set persistence.type=hostPath --set "persistence.hostPath.node=$node" --set volumePermissions.enabled=true
   --set "persistence.hostPath.path=/var/lib/redis-cluster-demo/{{release}}/{{ordinal}}"
 )

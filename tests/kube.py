@@ -14,10 +14,46 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from tests.paths import ROOT, cache_dir
 
-__all__ = ["CHART", "ROOT", "cache_dir", "cluster_env", "exports", "select_cluster"]
+__all__ = [
+    "CHART",
+    "ROOT",
+    "cache_dir",
+    "cluster_env",
+    "default_images",
+    "exports",
+    "image_values",
+    "select_cluster",
+]
 CHART = ROOT / "charts" / "redis-cluster"
+
+
+def default_images() -> dict[str, str]:
+    """The images a default install runs: values key prefix -> repository:tag (the tools tag is the
+    chart's appVersion)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    redis, tools = values["image"], values["tools"]["image"]
+    return {
+        "image": f"{redis['repository']}:{redis['tag']}",
+        "tools.image": f"{tools['repository']}:{tools['tag'] or chart['appVersion']}",
+    }
+
+
+def image_values(env: dict[str, str]) -> dict[str, str]:
+    """`--set` values for the images of the cluster at hand: none when it runs the defaults (the local
+    cluster pulls them from its registry); RCH_REDIS_IMAGE / RCH_TOOLS_IMAGE for another cluster."""
+    given = {"image": env.get("RCH_REDIS_IMAGE"), "tools.image": env.get("RCH_TOOLS_IMAGE")}
+    values: dict[str, str] = {}
+    for prefix, default in default_images().items():
+        image = given[prefix] or default
+        if image != default:
+            repository, _, tag = image.rpartition(":")
+            values |= {f"{prefix}.repository": repository, f"{prefix}.tag": tag}
+    return values
 
 
 def exports(script: Path) -> dict[str, str]:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the cluster's images locally (never pulled) and imports them into containerd's k8s.io namespace:
+# Builds the cluster's images locally and hands them to the local cluster's containerd: the chart's images
+# are pushed to the local registry (ci/registry) and pulled from it; the sandbox image is imported.
 #   pause  - Kubernetes' pause.c (from the k8s.io/kubernetes module) compiled with gcc -static
 #   redis  - Debian rootfs (debootstrap --variant=minbase) + redis-server, redis-tools
-#   hook   - Debian rootfs + python3 + a venv holding the project's wheel (entrypoint helm-redis)
+#   tools  - Debian rootfs + python3 + a venv holding the project's wheel (entrypoint helm-redis): the hook
+#            Jobs, the `prepare` init container and the reconciler
 # Root filesystems and layers are cached in $RCH_CACHE/images by key: the Debian base is made once, the
-# hook's venv layer is rebuilt only when src/ or pyproject.toml change. Without a running local
+# tools image's venv layer is rebuilt only when src/ or pyproject.toml change. Without a running local
 # containerd (CONTAINERD_ADDRESS) the images are built and cached but not imported.
 set -euo pipefail
 LOG_TAG=images
@@ -15,6 +17,9 @@ IMG="$RCH_CACHE/images"
 SUITE=${IMAGES_DEBIAN_SUITE:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# Debian's security updates go into every image (the suite's -security pocket, from the host's mirror).
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(awk '/^URIs:/{n++} /^URIs:/ && n==2 {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-$CONTAINERD_SOCK}
 mkdir -p "$IMG"/{rootfs,layers,archives,tmp}
 
@@ -64,13 +69,14 @@ base_rootfs() {
 derived() {
   local name=$1; shift
   local k dir
-  k=$(key "$BASE_KEY" "$@")
+  k=$(key "$BASE_KEY" "$SECURITY_MIRROR" "$@")
   dir="$IMG/rootfs/$name-$k"
   if [[ ! -f "$dir/.done" ]]; then
     rm -rf "$dir" "$dir.tmp"
     cp -a "$BASE" "$dir.tmp"
     rm -f "$dir.tmp/.done"
     cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
+    echo "deb $SECURITY_MIRROR $SUITE-security main" >"$dir.tmp/etc/apt/sources.list.d/security.list"
     chroot_mounts "$dir.tmp"
     in_chroot "$dir.tmp" apt-get update -qq >/dev/null
     in_chroot "$dir.tmp" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
@@ -94,7 +100,7 @@ layer_of() {
   echo "$out"
 }
 
-# image REF ARCHIVE oci.py-ARGS...: assemble the archive (if missing) and import it (if not there yet).
+# image REF ARCHIVE oci.py-ARGS...: assemble the archive (if missing) and publish it (if not there yet).
 image() {
   local ref=$1 archive=$2; shift 2
   if [[ ! -f "$archive" ]]; then
@@ -102,18 +108,58 @@ image() {
     mv "$archive.part" "$archive"
   fi
   BUILT_ARCHIVE=$archive
-  [[ -n "$BUILD_ONLY" ]] || import "$ref" "$archive"
+  [[ -n "$BUILD_ONLY" ]] || publish "$ref" "$archive"
 }
 
+# import REF ARCHIVE: for the sandbox image, which the kubelet never pulls.
 import() {
-  local ref=$1 archive=$2 want have
-  [[ -S "$CONTAINERD_ADDRESS" ]] || { log "$ref built ($archive); containerd not running: not imported"; return 0; }
+  local ref=$1 archive=$2 want
   want=$(cat "$archive.digest")
-  have=$(ctr -a "$CONTAINERD_ADDRESS" -n k8s.io images ls "name==$ref" 2>/dev/null | awk 'NR==2{print $3}')
-  if [[ "$have" != "$want" ]]; then
+  if [[ "$(containerd_digest "$ref")" != "$want" ]]; then
     ctr -a "$CONTAINERD_ADDRESS" -n k8s.io images import "$archive" >/dev/null
     log "imported $ref ($want)"
   fi
+}
+
+containerd_digest() {  # the manifest digest containerd holds under REF, if any
+  ctr -a "$CONTAINERD_ADDRESS" -n k8s.io images ls "name==$1" 2>/dev/null | awk 'NR==2{print $3}'
+}
+
+# push_and_pull REF ARCHIVE: the way a cluster gets the chart's images: pushed to the local registry at
+# REF's path, then pulled by containerd, which resolves REF's registry (docker.io, ghcr.io) through its
+# mirror configuration to that registry (ci/registry/registry.sh). Pulled, containerd reports the image by
+# its repository digest, which the e2e tests compare with the registry's.
+push_and_pull() {
+  local ref=$1 archive=$2 want have dir crane crictl
+  want=$(cat "$archive.digest")
+  crane=$(command -v crane || echo "$RCH_CACHE/bin/crane")
+  [[ -x "$crane" ]] || die "crane is missing: run make bootstrap"
+  local pushed="$REGISTRY_ADDR/${ref#*/}"
+  have=$("$crane" digest --insecure "$pushed" 2>/dev/null || true)
+  if [[ "$have" != "$want" ]]; then
+    dir=$(mktemp -d "$IMG/tmp/push.XXXXXX")
+    tar -xf "$archive" -C "$dir"
+    "$crane" push --insecure "$dir" "$pushed" >/dev/null 2>"$IMG/tmp/push.log" ||
+      { rm -rf "$dir"; tail -5 "$IMG/tmp/push.log" >&2; die "could not push $pushed"; }
+    rm -rf "$dir"
+    have=$("$crane" digest --insecure "$pushed")
+    [[ "$have" == "$want" ]] || die "pushed $pushed, but the registry serves $have instead of $want"
+    log "pushed $pushed ($want)"
+  fi
+  if [[ "$(containerd_digest "$ref")" != "$want" ]]; then
+    crictl=$(command -v crictl || echo "$K8S_BIN/crictl")
+    "$crictl" --runtime-endpoint "unix://$CONTAINERD_ADDRESS" --timeout 120s pull "$ref" >"$IMG/tmp/pull.log" 2>&1 ||
+      { tail -5 "$IMG/tmp/pull.log" >&2; die "containerd could not pull $ref through the registry mirror"; }
+    [[ "$(containerd_digest "$ref")" == "$want" ]] || die "containerd pulled $ref but holds $(containerd_digest "$ref"), not $want"
+    log "containerd pulled $ref through the registry mirror ($want)"
+  fi
+}
+
+# publish REF ARCHIVE: make the image available to the local cluster's containerd, when it runs.
+publish() {
+  local ref=$1 archive=$2
+  [[ -S "$CONTAINERD_ADDRESS" ]] || { log "$ref built ($archive); containerd not running: not published"; return 0; }
+  if [[ "$ref" == "$PAUSE_IMAGE" ]]; then import "$ref" "$archive"; else push_and_pull "$ref" "$archive"; fi
 }
 
 # --- pause -------------------------------------------------------------------------------------------
@@ -140,12 +186,18 @@ pause_image() {
 redis_image() {
   local dir layer
   dir=$(derived redis redis-server redis-tools)
+  # CI tests the engine version the chart's default names: the tag's version is the package's.
+  local want have
+  want=$(chart_default image.tag) want=${want%%-*}
+  have=$(chroot "$dir" redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')
+  [[ "$have" == "$want" ]] ||
+    die "Debian $SUITE carries redis-server $have, the chart's default image.tag names $want: build another test image or change the default"
   layer=$(layer_of "$dir")
   image "$REDIS_IMAGE" "$IMG/archives/$(basename "$dir").tar" --layer "$layer" --cmd '["redis-server"]' \
     --label "org.opencontainers.image.source=redis-cluster-helm ci/images"
 }
 
-# --- hook: base layer (python3) + dependencies layer (venv) + project layer ------------------------
+# --- tools: base layer (python3) + dependencies layer (venv) + project layer ------------------------
 # overlay_run LOWERS UPPER COMMAND...: run COMMAND chrooted in an overlay of LOWERS (colon-separated,
 # top first) with UPPER collecting what it writes; the host's CA bundle, resolver and a pip cache are
 # lent to the build and taken away again, so UPPER holds only what the step added.
@@ -176,19 +228,19 @@ overlay_run() {
   fi
 }
 
-hook_image() {
+tools_image() {
   local dir base_layer src_key deps_key deps app_key app
-  dir=$(derived hookbase python3 python3-venv)
+  dir=$(derived toolsbase python3 python3-venv)
   base_layer=$(layer_of "$dir")
   src_key=$(cd "$REPO_DIR" && { find src -type f \( -name '*.py' -o -name '*.typed' -o -name '*.json' -o -name '*.yaml' \) \
     -not -path '*/__pycache__/*' -not -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum; sha256sum pyproject.toml; } |
     sha256sum | cut -c1-12)
   # dependencies: rebuilt when pyproject.toml changes; the project itself: when src/ changes
   deps_key=$(key "$(basename "$dir")" "$(sha256sum <"$REPO_DIR/pyproject.toml")")
-  deps="$IMG/rootfs/hookdeps-$deps_key"
+  deps="$IMG/rootfs/toolsdeps-$deps_key"
   app_key=$(key "$deps_key" "$src_key")
-  app="$IMG/rootfs/hookapp-$app_key"
-  if [[ ! -f "$IMG/layers/hookapp-$app_key.tar" || ! -f "$IMG/layers/hookdeps-$deps_key.tar" ]]; then
+  app="$IMG/rootfs/toolsapp-$app_key"
+  if [[ ! -f "$IMG/layers/toolsapp-$app_key.tar" || ! -f "$IMG/layers/toolsdeps-$deps_key.tar" ]]; then
     WHEEL_DIR="$IMG/tmp/wheel-$src_key"
     rm -rf "$WHEEL_DIR"
     mkdir -p "$WHEEL_DIR"
@@ -202,24 +254,24 @@ hook_image() {
         /opt/helm-redis/bin/pip uninstall --quiet -y redis-cluster-helm'
       touch "$deps/.done"
     fi
-    [[ -f "$IMG/layers/hookdeps-$deps_key.tar" ]] || layer_tar "$deps" "$IMG/layers/hookdeps-$deps_key.tar"
-    if [[ ! -f "$IMG/layers/hookapp-$app_key.tar" ]]; then
+    [[ -f "$IMG/layers/toolsdeps-$deps_key.tar" ]] || layer_tar "$deps" "$IMG/layers/toolsdeps-$deps_key.tar"
+    if [[ ! -f "$IMG/layers/toolsapp-$app_key.tar" ]]; then
       rm -rf "$app"
       overlay_run "$deps:$dir" "$app" sh -c '/opt/helm-redis/bin/pip install --quiet --no-deps --no-index /tmp/wheels/*.whl &&
         /opt/helm-redis/bin/helm-redis --help >/dev/null'
-      layer_tar "$app" "$IMG/layers/hookapp-$app_key.tar"
+      layer_tar "$app" "$IMG/layers/toolsapp-$app_key.tar"
       rm -rf "$app"
     fi
     rm -rf "$WHEEL_DIR"
   fi
-  image "$HOOK_IMAGE" "$IMG/archives/hook-$app_key.tar" --layer "$base_layer" \
-    --layer "$IMG/layers/hookdeps-$deps_key.tar" --layer "$IMG/layers/hookapp-$app_key.tar" \
+  image "$TOOLS_IMAGE" "$IMG/archives/tools-$app_key.tar" --layer "$base_layer" \
+    --layer "$IMG/layers/toolsdeps-$deps_key.tar" --layer "$IMG/layers/toolsapp-$app_key.tar" \
     --entrypoint '["/opt/helm-redis/bin/helm-redis"]' --env PATH=/opt/helm-redis/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env PYTHONUNBUFFERED=1
-  # keep only the current hook archive and project layer
-  find "$IMG/archives" -name 'hook*.tar*' ! -name "hook-$app_key.tar*" -delete
-  find "$IMG/layers" -name 'hookapp-*.tar' ! -name "hookapp-$app_key.tar" -delete
-  find "$IMG/layers" -name 'hookvenv-*.tar' -delete
+  # keep only the current tools archive and project layer (and nothing of the image's former name, hook)
+  find "$IMG/archives" \( -name 'tools*.tar*' ! -name "tools-$app_key.tar*" -o -name 'hook*.tar*' \) -delete
+  find "$IMG/layers" \( -name 'toolsapp-*.tar' ! -name "toolsapp-$app_key.tar" -o -name 'hook*.tar' \) -delete
+  find "$IMG/rootfs" -maxdepth 1 -name 'hook*' -exec rm -rf {} +
 }
 
 # ci/images/build.sh                       every image, imported into the local containerd
@@ -249,7 +301,7 @@ main() {
   if [[ "$only" == tools ]]; then
     BUILD_ONLY=1
     timed "debian base rootfs ($SUITE)" base_rootfs
-    timed "tools image ($ARCH)" hook_image
+    timed "tools image ($ARCH)" tools_image
     log "tools image ($ARCH): $BUILT_ARCHIVE $(cat "$BUILT_ARCHIVE.digest")"
     echo "$BUILT_ARCHIVE"
     return 0
@@ -257,7 +309,7 @@ main() {
   timed "debian base rootfs ($SUITE)" base_rootfs
   timed "pause image" pause_image
   timed "redis image" redis_image
-  timed "hook image" hook_image
-  log "images: $PAUSE_IMAGE $REDIS_IMAGE $HOOK_IMAGE (cache $IMG)"
+  timed "tools image" tools_image
+  log "images: $PAUSE_IMAGE $REDIS_IMAGE $TOOLS_IMAGE (cache $IMG)"
 }
 main "$@"

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 source "$K8S_LIB_DIR/net.sh"
 source "$K8S_LIB_DIR/procs.sh"
 source "$K8S_LIB_DIR/netpol.sh"
+source "$REPO_DIR/ci/registry/registry.sh"
 
 crictl_() { "$K8S_BIN/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
 
@@ -71,6 +72,7 @@ main() {
   timed "coredns, kube-proxy, scheduler, controller-manager" eval \
     'stop_proc coredns & stop_proc kube-proxy & stop_proc kube-scheduler & stop_proc kube-controller-manager & wait'
   timed "containerd" stop_proc containerd 20
+  timed "registry" stop_proc registry
   timed "leftover shims and containers" kill_leftovers
   timed "kube-apiserver" stop_proc kube-apiserver 20
   timed "etcd" stop_proc etcd

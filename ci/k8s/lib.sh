@@ -33,11 +33,23 @@ CONTAINERD_SOCK="$RUN_DIR/containerd.sock"
 CNI_BIN_DIR=/usr/lib/cni                # Debian's containernetworking-plugins
 IPT_CHAIN=RCH-ISOLATION
 
-# Images built locally by ci/images/build.sh (never pulled).
-IMAGE_PREFIX=localhost/redis-cluster-helm
-PAUSE_IMAGE="$IMAGE_PREFIX/pause:3.10.1-local"
-REDIS_IMAGE="$IMAGE_PREFIX/redis:7.0-local"
-HOOK_IMAGE="$IMAGE_PREFIX/hook:dev"
+# Images built locally by ci/images/build.sh. The chart's images carry the chart's default coordinates and are
+# pushed to the local OCI registry (ci/registry), from which containerd pulls them as a mirror of their
+# registries (docker.io, ghcr.io): a default install runs here unchanged. The sandbox image is imported.
+PAUSE_IMAGE=localhost/redis-cluster-helm/pause:3.10.1-local
+REGISTRY_ADDR=127.0.0.1:${RCH_REGISTRY_PORT:-5000}
+REGISTRY_MIRRORS=(docker.io ghcr.io)
+# chart_default KEY: image.repository, image.tag or tools.image.repository from the chart's values.yaml.
+chart_default() {
+  awk -v want="$1" '
+    /^[a-z]/ { top = $1; sub(":", "", top) }
+    /^  [a-z]/ { mid = $1; sub(":", "", mid) }
+    /^    [a-z]/ && top == "tools" && mid == "image" { k = $1; sub(":", "", k); if ("tools.image." k == want) { gsub(/"/, "", $2); print $2 } }
+    /^  [a-z]/ && top == "image" { k = $1; sub(":", "", k); if ("image." k == want) { gsub(/"/, "", $2); print $2 } }
+  ' "$REPO_DIR/charts/redis-cluster/values.yaml"
+}
+REDIS_IMAGE="$(chart_default image.repository):$(chart_default image.tag)"
+TOOLS_IMAGE="$(chart_default tools.image.repository):$(awk '/^appVersion:/{gsub(/"/, "", $2); print $2}' "$REPO_DIR/charts/redis-cluster/Chart.yaml")"
 
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 

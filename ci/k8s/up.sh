@@ -13,6 +13,7 @@ source "$K8S_LIB_DIR/pki.sh"
 source "$K8S_LIB_DIR/net.sh"
 source "$K8S_LIB_DIR/procs.sh"
 source "$K8S_LIB_DIR/netpol.sh"
+source "$REPO_DIR/ci/registry/registry.sh"
 
 T0=$(date +%s.%N)
 STARTED=0   # how many processes this run started
@@ -149,6 +150,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  # Registry mirrors (ci/registry/registry.sh writes one hosts.toml per mirrored registry there).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$CONTAINERD_HOSTS_DIR"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
     conf_dir = "$K8S_STATE/cni/net.d"
@@ -361,8 +365,9 @@ main() {
   timed "kube-apiserver" start_apiserver
   timed "rbac" rbac
   timed "controller-manager + scheduler" start_controllers
+  timed "registry (mirror of docker.io, ghcr.io)" start_registry
   timed "containerd" start_containerd
-  timed "images (build/import)" env CONTAINERD_ADDRESS="$CONTAINERD_SOCK" "$REPO_DIR/ci/images/build.sh"
+  timed "images (build, push, pull)" env CONTAINERD_ADDRESS="$CONTAINERD_SOCK" "$REPO_DIR/ci/images/build.sh"
   timed "kubelet" start_kubelet
   timed "kube-proxy + coredns" start_proxy_dns
   timed "networkpolicy engine (kube-router)" start_netpol
@@ -376,7 +381,8 @@ Local Kubernetes $K8S_VERSION is running (node $NODE_NAME, pods $POD_CIDR, servi
   export KUBECONFIG=$KUBECONFIG_ADMIN
   export PATH=$K8S_BIN:\$PATH        # kubectl $K8S_VERSION
   kubectl get nodes
-Images: $REDIS_IMAGE, $HOOK_IMAGE (imagePullPolicy: IfNotPresent or Never)
+Images: $REDIS_IMAGE, $TOOLS_IMAGE (the chart's defaults), pulled from the local registry
+  $REGISTRY_ADDR (a mirror of ${REGISTRY_MIRRORS[*]}; push charts there with helm push --plain-http)
 NetworkPolicies are enforced (kube-router $KUBE_ROUTER_VERSION); chart values this cluster needs:
   $K8S_STATE/chart-values.yaml (RCH_CLUSTER_VALUES in ci/k8s/env.sh)
 Status: make k8s-status    Stop and remove: make k8s-down

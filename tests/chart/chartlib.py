@@ -117,6 +117,25 @@ class Renderer:
 # --- picking objects -------------------------------------------------------------------------------
 
 
+def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod spec(s) an object runs: a Pod's, a workload's template (a CronJob's job template's)."""
+    spec = obj.get("spec", {})
+    if obj["kind"] == "Pod":
+        return [spec]
+    spec = spec.get("jobTemplate", {}).get("spec", spec)
+    return [spec["template"]["spec"]] if "template" in spec else []
+
+
+def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container and init container of the pods an object runs."""
+    return [c for spec in pod_specs(obj) for c in spec.get("containers", []) + spec.get("initContainers", [])]
+
+
+def images_of(objs: Iterable[dict[str, Any]]) -> set[str]:
+    """Every image the objects' pods run."""
+    return {c["image"] for obj in objs for c in containers_of(obj)}
+
+
 def of_kind(objs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind]
 

@@ -15,11 +15,13 @@ from .chartlib import (
     RELEASE,
     SCENARIOS,
     container,
+    containers_of,
     env_of,
     labels_match,
     merged_values,
     of_kind,
     one,
+    pod_specs,
     run,
     scenario_values,
 )
@@ -49,20 +51,6 @@ pytestmark = pytest.mark.chart
 
 HOOK_SCENARIOS = [s for s in SCENARIOS if s != "hook-disabled"]
 AUTH_SCENARIOS = [s for s in SCENARIOS if merged_values(scenario_values(s))["auth"]["enabled"]]
-
-
-def pod_specs(obj: dict) -> list[dict]:
-    """The pod spec(s) an object runs: a Pod's, a workload's template."""
-    spec = obj.get("spec", {})
-    if obj["kind"] == "Pod":
-        return [spec]
-    if "template" in spec:
-        return [spec["template"]["spec"]]
-    return []
-
-
-def containers_of(obj: dict) -> list[dict]:
-    return [c for spec in pod_specs(obj) for c in spec.get("containers", []) + spec.get("initContainers", [])]
 
 
 # --- no secret in a pod spec, ever ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .chartlib import CHART, REPO, Renderer
+from .chartlib import CHART, REPO, Renderer, images_of
 
 pytestmark = pytest.mark.chart
 
@@ -23,7 +23,6 @@ SEMVER = re.compile(
 # Keep a Changelog headings -> Artifact Hub change kinds
 KINDS = {h: h.lower() for h in ("Added", "Changed", "Deprecated", "Removed", "Fixed", "Security")}
 WORKFLOW = REPO / ".github" / "workflows" / "release.yaml"
-POD_KINDS = {"StatefulSet", "Deployment", "DaemonSet", "Job", "CronJob", "Pod"}
 
 
 def chart() -> dict[str, Any]:
@@ -70,19 +69,7 @@ def changelog() -> list[tuple[str, list[dict[str, str]]]]:
 
 def default_images(renderer: Renderer) -> set[str]:
     """Every container and init container image of what a default install creates (hooks and test pod too)."""
-    images = set()
-    for obj in renderer.render({}):
-        if obj["kind"] not in POD_KINDS:
-            continue
-        spec = obj["spec"]
-        pod = (
-            spec
-            if obj["kind"] == "Pod"
-            else spec.get("jobTemplate", {}).get("spec", spec)["template"]["spec"]
-        )
-        for c in pod.get("initContainers", []) + pod.get("containers", []):
-            images.add(c["image"])
-    return images
+    return images_of(renderer.render({}))
 
 
 def workflow() -> dict[str, Any]:

@@ -13,18 +13,29 @@ import pytest
 import yaml
 
 from .chartlib import (
+    CHART,
     NAMESPACE,
     RELEASE,
     SCENARIOS,
     container,
     env_of,
     hooks,
+    images_of,
     labels_match,
     merged_values,
     of_kind,
     one,
     scenario_values,
 )
+
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+
+
+def tools_image(values: dict) -> str:
+    """The tools image a render runs: its tag defaults to the chart's appVersion."""
+    image = values["tools"]["image"]
+    return f"{image['repository']}:{image['tag'] or CHART_META['appVersion']}"
+
 
 pytestmark = pytest.mark.chart
 
@@ -304,12 +315,12 @@ def test_redis_container_follows_the_contract(rendered, scenario):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_prepare_init_container_rewrites_nodes_conf_with_the_hook_image(rendered, scenario):
+def test_prepare_init_container_rewrites_nodes_conf_with_the_tools_image(rendered, scenario):
     objs = rendered(scenario)
     values = merged_values(scenario_values(scenario))
     spec = sts_of(objs)["spec"]["template"]["spec"]
     prepare = container(spec, "prepare", init=True)
-    assert prepare["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    assert prepare["image"] == tools_image(values)
     assert prepare["args"] == ["prepare-node"]
     expected = {
         "REDIS_CLUSTER_NODES_CONF": "/data/nodes.conf",
@@ -429,7 +440,7 @@ def test_every_object_carries_the_standard_labels_and_fitting_names(rendered, sc
         assert labels["app.kubernetes.io/name"] == "redis-cluster"
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "redis-cluster-0.1.0"
+        assert labels["helm.sh/chart"] == f"redis-cluster-{CHART_META['version']}"
         assert "app.kubernetes.io/component" in labels
         cluster_scoped = obj["kind"] in ("PersistentVolume", "StorageClass")
         limit = 253 if cluster_scoped else 63
@@ -470,7 +481,7 @@ def test_hook_job_env_matches_the_contract(rendered, scenario):
         assert tls_volume(values) in spec["volumes"]
     assert env_of(init) == expected
     assert init["args"] == ["init", "--output", "json"]
-    assert init["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    assert init["image"] == tools_image(values)
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
     assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
@@ -839,7 +850,7 @@ def test_reconciler_runs_one_pod_with_the_tools_env_and_its_interval(rendered, s
     assert "helm.sh/hook" not in deployment["metadata"].get("annotations", {})
     c = tool(deployment)
     assert c["args"] == ["reconcile"]
-    assert c["image"] == f"{values['hook']['image']['repository']}:{values['hook']['image']['tag']}"
+    assert c["image"] == tools_image(values)
     expected = tools_env(objs, values)
     expected["REDIS_CLUSTER_RECONCILE_INTERVAL"] = str(values["reconciler"]["intervalSeconds"])
     assert env_of(c) == expected, "never REDIS_CLUSTER_RECOVER_LOST_SLOTS"
@@ -1043,3 +1054,19 @@ def test_prestop_budget_is_the_grace_period_less_the_shutdown_headroom(rendered)
     redis = redis_of(rendered("5-masters-2-replicas"))
     env = {e["name"]: e.get("value") for e in redis["env"]}
     assert env["PRESTOP_TIMEOUT_SECONDS"] == "55"  # terminationGracePeriodSeconds 60 - 5
+
+
+def test_digests_pin_both_images_in_every_pod(renderer):
+    redis_digest, tools_digest = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    images = images_of(
+        renderer.render({"image": {"digest": redis_digest}, "tools": {"image": {"digest": tools_digest}}})
+    )
+    values = merged_values({})
+    redis = f"{values['image']['repository']}:{values['image']['tag']}@{redis_digest}"
+    assert images == {redis, f"{tools_image(values)}@{tools_digest}"}
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha512:" + "0" * 128])
+def test_a_malformed_digest_is_refused_naming_it(refused, digest):
+    done = refused(f"image:\n  digest: {digest!r}\n")
+    assert "digest" in done and digest in done

@@ -19,7 +19,7 @@ import pytest
 from helm_redis.nodes import read_views
 from helm_redis.release import open_release
 from tests.cli import HELM_REDIS
-from tests.kube import ROOT, cluster_env
+from tests.kube import ROOT, cluster_env, image_values
 
 
 @dataclass
@@ -94,12 +94,8 @@ class Cluster:
 
 def chart_values(env: dict[str, str], run_id: str) -> list[str]:
     """Values flags for the cluster at hand: its site values (RCH_CLUSTER_VALUES, a values file: the local
-    cluster's DNS and API server are host processes, which the NetworkPolicies must name), the images it
-    can run, hostPath volumes on its first node."""
-    redis_image = env.get("RCH_REDIS_IMAGE")
-    hook_image = env.get("RCH_HOOK_IMAGE")
-    if not (redis_image and hook_image):
-        raise RuntimeError("set RCH_REDIS_IMAGE and RCH_HOOK_IMAGE to images your cluster can run")
+    cluster's DNS and API server are host processes, which the NetworkPolicies must name), its images when
+    it cannot run the defaults, hostPath volumes on its first node."""
     node = subprocess.run(
         ["kubectl", "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
         env=env,
@@ -109,16 +105,8 @@ def chart_values(env: dict[str, str], run_id: str) -> list[str]:
     ).stdout
     site = env.get("RCH_CLUSTER_VALUES")
     values = ["--values", site] if site else []
-    for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
-        repository, _, tag = image.rpartition(":")
-        values += [
-            "--set",
-            f"{prefix}.repository={repository}",
-            "--set",
-            f"{prefix}.tag={tag}",
-            "--set",
-            f"{prefix}.pullPolicy=Never",
-        ]
+    for key, value in image_values(env).items():
+        values += ["--set", f"{key}={value}"]
     values += [
         "--set",
         "persistence.type=hostPath",

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.kube import CHART
+from tests.kube import CHART, default_images
 
 from .conftest import Cluster
 
@@ -72,7 +72,7 @@ def _redis_cli(cluster: Cluster, pod: str, container: str, ip: str, port: int) -
 
 def test_pods_outside_the_release_are_refused_until_listed_in_client_sources(cluster: Cluster):
     started = time.monotonic()
-    image = cluster.env["RCH_REDIS_IMAGE"]
+    image = cluster.env.get("RCH_REDIS_IMAGE") or default_images()["image"]
     cluster.kubectl("apply", "-f", "-", input=_outsider_manifest(image))
     cluster.helm(
         "install",

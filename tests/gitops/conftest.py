@@ -21,7 +21,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from tests.kube import CHART, ROOT, cache_dir, cluster_env, exports
+from tests.kube import CHART, ROOT, cache_dir, cluster_env, exports, image_values
 
 EXAMPLE = ROOT / "examples" / "argocd" / "application.yaml"
 RELEASE = "redis"  # the Application's helm.releaseName
@@ -201,9 +201,6 @@ def _brief(app: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def app(argocd: ArgoCD, tmp_path_factory) -> Iterator[App]:
     env = argocd.env
-    redis_image, hook_image = env.get("RCH_REDIS_IMAGE"), env.get("RCH_HOOK_IMAGE")
-    if not (redis_image and hook_image):
-        raise RuntimeError("set RCH_REDIS_IMAGE and RCH_HOOK_IMAGE to images your cluster can run")
     node = argocd.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
     run_id = uuid.uuid4().hex[:6]
     values: dict[str, Any] = {}
@@ -211,11 +208,8 @@ def app(argocd: ArgoCD, tmp_path_factory) -> Iterator[App]:
     # NetworkPolicies must name): part of the deployment repository's values file, as a user's would be.
     if site := env.get("RCH_CLUSTER_VALUES"):
         _deep_merge(values, yaml.safe_load(Path(site).read_text()) or {})
-    for prefix, image in (("image", redis_image), ("hook.image", hook_image)):
-        repository, _, tag = image.rpartition(":")
-        _deep_set(values, f"{prefix}.repository", repository)
-        _deep_set(values, f"{prefix}.tag", tag)
-        _deep_set(values, f"{prefix}.pullPolicy", "IfNotPresent")
+    for key, value in image_values(env).items():
+        _deep_set(values, key, value)
     host_dir = f"/var/lib/redis-cluster-gitops/{run_id}"
     _deep_set(values, "persistence.type", "hostPath")
     _deep_set(values, "persistence.hostPath.node", node)
