@@ -7,7 +7,7 @@ export RCH_CACHE := $(CACHE)
 export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
 PY := .venv/bin/python
 
-.PHONY: bootstrap lint test bench chart-docs clean demo
+.PHONY: bootstrap lint test bench chart-docs plugin-package clean demo
 
 bootstrap: ## install every pinned tool (idempotent; seconds when warm)
 	@ci/bootstrap.sh
@@ -30,6 +30,10 @@ bench: bootstrap ## formation benchmark: helm-redis init versus redis-cli --clus
 
 chart-docs: bootstrap ## regenerate the chart README values table from values.yaml comments
 	$(PY) ci/chart_docs.py charts/redis-cluster
+
+# Signed with KEY (a key name) from KEYRING (a secret keyring file: `gpg --export-secret-keys > FILE`).
+plugin-package: bootstrap ## the Helm plugin's packages in dist/plugin (Helm 4, signed with KEY= KEYRING=; Helm 3)
+	ci/plugin/package.sh dist/plugin $(if $(KEY),--key '$(KEY)' --keyring '$(KEYRING)')
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache build dist src/*.egg-info

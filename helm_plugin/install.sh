@@ -9,7 +9,10 @@
 #   2. The checkout this plugin directory lives in (../pyproject.toml of the real, symlink-resolved
 #      directory names the redis-cluster-helm project): installed editable, so the plugin always runs the
 #      checkout's current code. This is the case of `helm plugin install ./helm_plugin`, which symlinks.
-#   3. The PyPI name `redis-cluster-helm`. Not published yet: until it is, use 1 or 2.
+#   3. A wheel bundled with the plugin (wheels/redis_cluster_helm-*.whl): the plugin's packages, made by
+#      ci/plugin/package.sh, carry the wheel of the checkout they were made from. Its dependencies come
+#      from the package index.
+#   4. The PyPI name `redis-cluster-helm`. Not published yet: until it is, use 1, 2 or 3.
 # Python: $HELM_REDIS_PYTHON, else the first of python3, python3.13, python3.12, python3.11 that is >= 3.11.
 #
 # Idempotent: when the venv already holds the same source (same pyproject.toml for a checkout, same file for
@@ -46,6 +49,10 @@ healthy_venv() {
 
 # --- what to install --------------------------------------------------------------------------------------
 checkout=$(dirname -- "$real_dir")
+bundled=
+for candidate in "$real_dir"/wheels/redis_cluster_helm-*.whl; do
+  if [ -f "$candidate" ]; then bundled=$candidate; fi  # the last in name order, should there be several
+done
 if [ -n "${HELM_REDIS_PACKAGE:-}" ]; then
   spec=$HELM_REDIS_PACKAGE
   if [ -f "$spec" ]; then
@@ -61,6 +68,10 @@ elif [ -f "$checkout/pyproject.toml" ] &&
   spec=$checkout
   kind=checkout fingerprint="checkout $(cksum <"$checkout/pyproject.toml")"
   what="the checkout $checkout (editable)"
+elif [ -n "$bundled" ]; then
+  spec=$bundled
+  kind=file fingerprint="file $(cksum <"$bundled")"
+  what="the bundled wheel wheels/${bundled##*/}"
 else
   spec=$project
   kind=name fingerprint="name"
@@ -123,7 +134,8 @@ if ! pip "$@"; then
   case $reason in
     *"No matching distribution found for $project"*)
       reason="$project is not on the package index (not published yet): \
-install the plugin from a checkout of the repository, or set HELM_REDIS_PACKAGE to a wheel" ;;
+install the plugin from its package (it bundles the wheel) or from a checkout of the repository, \
+or set HELM_REDIS_PACKAGE to a wheel" ;;
   esac
   die "pip could not install $what: ${reason:-see $log} (log: $log)"
 fi

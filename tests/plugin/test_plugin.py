@@ -4,13 +4,12 @@ shim's first use, reinstall, update and uninstall, and install.sh's errors."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .conftest import Helm, clean_env, copy_plugin
+from .conftest import VERSION, Helm, SigningKey, clean_env, copy_plugin, listed_commands, make_checkout
 
 
 def installed(helm: Helm, plugin: Path):
@@ -47,10 +46,7 @@ def test_help_lists_the_commands(helm: Helm, checkout_plugin: Path) -> None:
 
     assert shown.returncode == 0, shown.stderr
     assert "Usage" in shown.stdout
-    # Rows of the commands panel, not mere words: "Form, verify and drill ..." (the description) names two.
-    panel = shown.stdout[shown.stdout.index("Commands") :]
-    listed = set(re.findall(r"^\s*[│|]?\s?([a-z][a-z-]*)\s{2,}\S", panel, flags=re.MULTILINE))
-    assert listed >= {"verify", "drill", "init", "prepare-node"}, shown.stdout
+    assert listed_commands(shown.stdout) >= {"verify", "drill", "init", "prepare-node"}, shown.stdout
 
 
 def test_a_second_install_is_refused_and_the_plugin_keeps_working(helm: Helm, checkout_plugin: Path) -> None:
@@ -169,26 +165,54 @@ def test_install_script_is_idempotent(checkout_plugin: Path) -> None:
     assert venv_python.lstat().st_mtime_ns == before
 
 
-def test_unpublished_package_fails_the_hook_with_one_clear_line(helm4: Helm, tmp_path: Path) -> None:
-    # Helm 4 extracts a plugin tarball (a copy, not a checkout): install.sh falls back to the PyPI name,
-    # which is not published yet. The index is replaced by an empty directory to keep the test offline.
+def test_unpublished_package_fails_the_hook_with_one_clear_line(
+    helm4: Helm, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    # A package without the bundled wheel (helm_plugin/ packaged as it is, not by ci/plugin/package.sh),
+    # extracted by Helm 4 (a copy, not a checkout): install.sh falls back to the PyPI name, which is not
+    # published yet. The index is replaced by an empty directory to keep the test offline.
     empty = tmp_path / "empty-index"
     empty.mkdir()
     packaged = helm4.run(
-        "plugin", "package", str(copy_plugin(tmp_path / "redis")), "--sign=false", "-d", str(tmp_path)
-    )
+        "plugin", "package", str(copy_plugin(tmp_path / "redis")), "-d", str(tmp_path),
+        "--key", signing_key.name, "--keyring", str(signing_key.secring),
+    )  # fmt: skip
     assert packaged.returncode == 0, packaged.stderr
 
     done = helm4.run(
-        "plugin", "install", str(tmp_path / "redis-0.1.0.tgz"), "--verify=false",
+        "plugin", "install", str(tmp_path / f"redis-{VERSION}.tgz"), "--keyring", str(signing_key.pubring),
         timeout=300, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(empty),
     )  # fmt: skip
 
     assert done.returncode != 0
+    assert "Plugin Hash Verified" in done.stdout  # verified, then the hook failed
     errors = [line for line in done.stderr.splitlines() if line.startswith("helm redis: error:")]
     assert len(errors) == 1
     assert "redis-cluster-helm is not on the package index (not published yet)" in errors[0]
     assert "HELM_REDIS_PACKAGE" in errors[0]
+
+
+def test_install_script_prefers_the_checkout_to_a_bundled_wheel(tmp_path: Path, project_wheel: Path) -> None:
+    # Order: HELM_REDIS_PACKAGE, the checkout, the bundled wheel, the PyPI name. pip is kept offline, so
+    # the editable install fails fast after install.sh has said what it installs.
+    plugin = make_checkout(tmp_path / "checkout")
+    (plugin / "wheels").mkdir()
+    shutil.copy(project_wheel, plugin / "wheels")
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    offline = clean_env(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(empty))
+
+    def chosen(**extra: str) -> str:
+        done = subprocess.run(
+            [str(plugin / "install.sh")], env={**offline, **extra}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        return next(line for line in done.stdout.splitlines() if line.startswith("helm redis: installing"))
+
+    assert "installing the checkout" in chosen()
+    assert "(HELM_REDIS_PACKAGE)" in chosen(HELM_REDIS_PACKAGE="redis-cluster-helm==0.0.0")
+    (plugin.parent / "pyproject.toml").unlink()  # a link: the repository's own file stays
+    assert f"installing the bundled wheel wheels/{project_wheel.name}" in chosen()
 
 
 def test_install_script_without_python_311_says_so(tmp_path: Path) -> None:
