@@ -35,7 +35,7 @@ stage local $py -m pytest -m "not e2e and not gitops" -p no:cacheprovider -n 3
 if [[ -z "${RCH_TEST_KUBECONFIG:-}${RCH_TEST_CONTEXT:-}" ]]; then stage k8s-up env LOCAL_K8S=1 ci/k8s/up.sh; fi
 selected=$(ci/select-cluster.sh)
 eval "$selected"
-if [[ -n "${RCH_REDIS_IMAGE:-}" ]]; then stage images ci/images/build.sh; fi
+if [[ -n "${RCH_REGISTRY:-}" ]]; then stage images ci/images/build.sh; fi
 # -s: the e2e tests print their measurements ([e2e] lines: rollout gaps, drill promotions, timings).
 stage e2e $py -m pytest -m e2e -p no:cacheprovider -s
 stage argocd-up make --no-print-directory argocd-up

@@ -11,9 +11,10 @@ import pytest
 from helm_redis.drill import Router
 from helm_redis.nodes import read_views
 from helm_redis.release import ReleaseTarget, open_release
-from tests.kube import CHART, ROOT
+from tests.kube import CHART, ROOT, default_images
 
 from .conftest import Cluster
+from .oci import PublishedChart, publish_chart, registry_of, served_digest
 
 pytestmark = pytest.mark.e2e
 RELEASE = "redis"
@@ -79,14 +80,46 @@ def _wait_verified(cluster: Cluster, timeout: float) -> dict:
     raise AssertionError(f"not verified within {timeout} s: {last}")
 
 
-def test_install_forms_the_cluster_and_helm_test_passes(cluster: Cluster):
+@pytest.fixture(scope="module")
+def chart(cluster: Cluster, tmp_path_factory) -> PublishedChart:
+    """The chart as users get it: packaged, pushed to the registry, installed from there by its OCI name."""
     started = time.monotonic()
-    cluster.helm("install", RELEASE, str(CHART), *cluster.values, "--wait", "--timeout", "15m")
-    cluster.timed("install (hook done)", started)
+    published = publish_chart(cluster, tmp_path_factory.mktemp("chart"))
+    cluster.timed("helm package + push", started)
+    size = published.package_bytes
+    print(f"\n[e2e] chart {published.ref}:{published.version} {published.digest} ({size} B)")
+    return published
+
+
+def test_install_from_the_registry_forms_the_cluster_and_helm_test_passes(cluster: Cluster, chart):
+    started = time.monotonic()
+    cluster.helm("install", RELEASE, *chart.install_args(), *cluster.values, "--wait", "--timeout", "15m")
+    cluster.timed("install from oci:// (hook done)", started)
     cluster.helm("test", RELEASE, "--timeout", "5m")
     _wait_verified(cluster, 120)
     cluster.timed("install -> verified cluster", started)
     _write_keys(cluster, KEYS)
+
+
+def test_the_release_is_the_pushed_chart_and_its_pods_run_the_pushed_images(cluster: Cluster, chart):
+    registry = registry_of(cluster)
+    release = json.loads(cluster.helm("list", "--filter", f"^{RELEASE}$", "--output", "json").stdout)
+    assert [r["chart"] for r in release] == [f"redis-cluster-{chart.version}"]
+    pods = json.loads(
+        cluster.kubectl("get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json").stdout
+    )["items"]
+    ran: dict[str, set[str]] = {}
+    for pod in pods:
+        for status in pod["status"].get("initContainerStatuses", []) + pod["status"]["containerStatuses"]:
+            ran.setdefault(status["image"], set()).add(status["imageID"])
+    # What a default install names (no image values were given on this cluster), each pulled by
+    # containerd from the registry: a pulled image is reported by its repository digest, an imported
+    # one by its config digest only.
+    assert set(ran) == set(default_images().values()), ran
+    for image, ids in ran.items():
+        repository = image.rpartition(":")[0]
+        assert ids == {f"{repository}@{served_digest(registry, image)}"}, (image, ids)
+    print(f"\n[e2e] pods ran the pushed images: {sorted(ran)}")
 
 
 def test_nfs_persistent_volumes_pass_a_server_side_dry_run(cluster: Cluster):
@@ -145,21 +178,21 @@ def test_every_pod_deleted_at_once_reforms_with_the_same_ids_and_keys(cluster: C
     assert _missing_keys(cluster, KEYS) == []
 
 
-def test_upgrade_with_the_same_values_changes_nothing(cluster: Cluster):
+def test_upgrade_with_the_same_values_changes_nothing(cluster: Cluster, chart):
     before = _fingerprint(cluster)
     started = time.monotonic()
-    cluster.helm("upgrade", RELEASE, str(CHART), *cluster.values, "--wait", "--timeout", "15m")
+    cluster.helm("upgrade", RELEASE, *chart.install_args(), *cluster.values, "--wait", "--timeout", "15m")
     cluster.timed("upgrade, same values", started)
     assert _fingerprint(cluster) == before
     assert _missing_keys(cluster, KEYS) == []
 
 
-def test_upgrade_with_one_more_master_and_replica_moves_slots_and_keeps_keys(cluster: Cluster):
+def test_upgrade_with_one_more_master_and_replica_moves_slots_and_keeps_keys(cluster: Cluster, chart):
     started = time.monotonic()
     cluster.helm(
         "upgrade",
         RELEASE,
-        str(CHART),
+        *chart.install_args(),
         *cluster.values,
         "--set",
         "cluster.masters=4",
