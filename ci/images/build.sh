@@ -102,11 +102,14 @@ layer_of() {
 
 # image REF ARCHIVE oci.py-ARGS...: assemble the archive (if missing) and publish it (if not there yet).
 image() {
-  local ref=$1 archive=$2; shift 2
+  local ref=$1 archive=$2 name; shift 2
   if [[ ! -f "$archive" ]]; then
     python3 "$HERE/oci.py" "$archive.part" "$ref" --arch "$ARCH" "$@" >"$archive.digest"
     mv "$archive.part" "$archive"
   fi
+  # one archive per image: drop the family's older ones (pause-*, redis-*, tools-*)
+  name=$(basename "$archive")
+  find "$IMG/archives" -name "${name%%-*}-*" ! -name "$name" ! -name "$name.digest" -delete
   BUILT_ARCHIVE=$archive
   [[ -n "$BUILD_ONLY" ]] || publish "$ref" "$archive"
 }
@@ -178,7 +181,7 @@ pause_image() {
   fi
   local layer="$IMG/layers/pause-$k.tar"
   [[ -f "$layer" ]] || tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$dir" -cf "$layer" ./pause
-  image "$PAUSE_IMAGE" "$IMG/archives/pause-$k.tar" --layer "$layer" --entrypoint '["/pause"]' \
+  image "$PAUSE_IMAGE" "$IMG/archives/pause-$k.gz.tar" --layer "$layer" --entrypoint '["/pause"]' \
     --user 65535:65535
 }
 
@@ -193,7 +196,7 @@ redis_image() {
   [[ "$have" == "$want" ]] ||
     die "Debian $SUITE carries redis-server $have, the chart's default image.tag names $want: build another test image or change the default"
   layer=$(layer_of "$dir")
-  image "$REDIS_IMAGE" "$IMG/archives/$(basename "$dir").tar" --layer "$layer" --cmd '["redis-server"]' \
+  image "$REDIS_IMAGE" "$IMG/archives/$(basename "$dir").gz.tar" --layer "$layer" --cmd '["redis-server"]' \
     --label "org.opencontainers.image.source=redis-cluster-helm ci/images"
 }
 
@@ -236,7 +239,7 @@ tools_image() {
     -not -path '*/__pycache__/*' -not -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum; sha256sum pyproject.toml; } |
     sha256sum | cut -c1-12)
   # dependencies: rebuilt when pyproject.toml changes; the project itself: when src/ changes
-  deps_key=$(key "$(basename "$dir")" "$(sha256sum <"$REPO_DIR/pyproject.toml")")
+  deps_key=$(key "$(basename "$dir")" "$(sha256sum <"$REPO_DIR/pyproject.toml")" deps-v2)
   deps="$IMG/rootfs/toolsdeps-$deps_key"
   app_key=$(key "$deps_key" "$src_key")
   app="$IMG/rootfs/toolsapp-$app_key"
@@ -251,26 +254,31 @@ tools_image() {
       rm -rf "$deps"
       overlay_run "$dir" "$deps" sh -c 'python3 -m venv /opt/helm-redis &&
         /opt/helm-redis/bin/pip install --quiet /tmp/wheels/*.whl &&
-        /opt/helm-redis/bin/pip uninstall --quiet -y redis-cluster-helm'
+        /opt/helm-redis/bin/pip uninstall --quiet -y redis-cluster-helm &&
+        rm -rf /opt/helm-redis/lib/python3*/site-packages/kubernetes/aio'
+      # (kubernetes/aio is the client's asyncio copy, 68 MB of 209, which nothing here imports)
       touch "$deps/.done"
     fi
     [[ -f "$IMG/layers/toolsdeps-$deps_key.tar" ]] || layer_tar "$deps" "$IMG/layers/toolsdeps-$deps_key.tar"
     if [[ ! -f "$IMG/layers/toolsapp-$app_key.tar" ]]; then
       rm -rf "$app"
       overlay_run "$deps:$dir" "$app" sh -c '/opt/helm-redis/bin/pip install --quiet --no-deps --no-index /tmp/wheels/*.whl &&
-        /opt/helm-redis/bin/helm-redis --help >/dev/null'
+        /opt/helm-redis/bin/helm-redis --help >/dev/null &&
+        /opt/helm-redis/bin/python -c "import kubernetes, pyhelm3, redis, typer, yaml"'
       layer_tar "$app" "$IMG/layers/toolsapp-$app_key.tar"
       rm -rf "$app"
     fi
     rm -rf "$WHEEL_DIR"
   fi
-  image "$TOOLS_IMAGE" "$IMG/archives/tools-$app_key.tar" --layer "$base_layer" \
+  image "$TOOLS_IMAGE" "$IMG/archives/tools-$app_key.gz.tar" --layer "$base_layer" \
     --layer "$IMG/layers/toolsdeps-$deps_key.tar" --layer "$IMG/layers/toolsapp-$app_key.tar" \
     --entrypoint '["/opt/helm-redis/bin/helm-redis"]' --env PATH=/opt/helm-redis/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env PYTHONUNBUFFERED=1
-  # keep only the current tools archive and project layer (and nothing of the image's former name, hook)
-  find "$IMG/archives" \( -name 'tools*.tar*' ! -name "tools-$app_key.tar*" -o -name 'hook*.tar*' \) -delete
-  find "$IMG/layers" \( -name 'toolsapp-*.tar' ! -name "toolsapp-$app_key.tar" -o -name 'hook*.tar' \) -delete
+  # keep only the current project layer (and nothing of the image's former name, hook)
+  find "$IMG/archives" -name 'hook*.tar*' -delete
+  find "$IMG/layers" \( -name 'toolsapp-*.tar*' ! -name "toolsapp-$app_key.tar*" -o -name 'hook*.tar' \) -delete
+  find "$IMG/layers" -name 'toolsdeps-*.tar*' ! -name "toolsdeps-$deps_key.tar*" -delete
+  find "$IMG/rootfs" -maxdepth 1 -name 'toolsdeps-*' ! -name "toolsdeps-$deps_key" -exec rm -rf {} +
   find "$IMG/rootfs" -maxdepth 1 -name 'hook*' -exec rm -rf {} +
 }
 

@@ -1,16 +1,19 @@
-"""Assemble an OCI image archive (oci-layout tar) from uncompressed layer tarballs, without any engine.
+"""Assemble an OCI image archive (oci-layout tar) from layer tarballs, without any engine.
 
     python3 oci.py OUT.tar NAME:TAG --layer L1.tar [--layer L2.tar ...] [--entrypoint JSON] [--cmd JSON]
                    [--env K=V ...] [--user U] [--workdir D] [--label K=V ...] [--arch amd64|arm64]
 
 --arch is the OCI architecture of the layers (default: the host's, uname -m mapped to OCI names). Prints
-the manifest digest. The archive is what `ctr images import` reads; the image name is carried in the
-index annotations (io.containerd.image.name and org.opencontainers.image.ref.name).
+the manifest digest. The archive is what `ctr images import` and `crane push` (unpacked) read; the image
+name is carried in the index annotations (io.containerd.image.name and org.opencontainers.image.ref.name).
+Layers are stored gzip-compressed, as registries serve them (a third of the bytes to push and pull); the
+compressed copy is made once, reproducibly (no name, mtime 0), and kept beside the layer as LAYER.gz.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import io
 import json
@@ -38,6 +41,21 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def gzipped(path: str) -> str:
+    """LAYER.gz beside the layer, made once; reproducible: no file name, mtime 0, fixed level."""
+    out = path + ".gz"
+    if not os.path.exists(out):
+        with (
+            open(path, "rb") as src,
+            open(out + ".part", "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+        ):
+            while chunk := src.read(BLOCK):
+                gz.write(chunk)
+        os.replace(out + ".part", out)
+    return out
+
+
 def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o644
@@ -59,10 +77,10 @@ def main() -> None:
     a = ap.parse_args()
     arch = a.arch or host_arch()
 
-    layers = []
+    layers = []  # (compressed file, its digest, its size, diff_id = the uncompressed layer's digest)
     for path in a.layer:
-        digest = sha256_file(path)  # uncompressed layers: digest == diff_id
-        layers.append((path, digest, os.path.getsize(path)))
+        blob = gzipped(path)
+        layers.append((blob, sha256_file(blob), os.path.getsize(blob), sha256_file(path)))
 
     env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *a.env]
     cfg: dict = {"Env": env, "WorkingDir": a.workdir}
@@ -79,7 +97,7 @@ def main() -> None:
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for _, d, _ in layers]},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}" for *_, diff_id in layers]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "ci/images/build.sh"} for _ in layers],
     }
     config_b = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
@@ -93,8 +111,8 @@ def main() -> None:
             "size": len(config_b),
         },
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{d}", "size": s}
-            for _, d, s in layers
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{d}", "size": s}
+            for _, d, s, _ in layers
         ],
     }
     manifest_b = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
@@ -120,7 +138,7 @@ def main() -> None:
         add_bytes(tar, f"blobs/sha256/{config_d}", config_b)
         add_bytes(tar, f"blobs/sha256/{manifest_d}", manifest_b)
         seen = set()
-        for path, d, _ in layers:
+        for path, d, *_ in layers:
             if d not in seen:
                 seen.add(d)
                 tar.add(path, arcname=f"blobs/sha256/{d}", recursive=False)

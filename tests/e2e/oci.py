@@ -3,6 +3,7 @@ packaged and pushed as an OCI artifact, and the digests the registry serves for 
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from dataclasses import dataclass
@@ -60,11 +61,26 @@ def publish_chart(cluster: Cluster, workdir: Path) -> PublishedChart:
     )
 
 
-def served_digest(registry: str, image: str) -> str:
-    """The manifest digest the registry serves for IMAGE (host/path:tag; the host is the mirrored one)."""
-    path, _, tag = image.split("/", 1)[1].rpartition(":")
+def _manifest(registry: str, image: str, reference: str) -> tuple[str, dict]:
+    """(digest, manifest) the registry serves for IMAGE's repository at REFERENCE (a tag or a digest);
+    IMAGE is host/path:tag, the host being the registry it mirrors."""
+    path = image.split("/", 1)[1].rpartition(":")[0]
     request = urllib.request.Request(
-        f"http://{registry}/v2/{path}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_TYPES}
+        f"http://{registry}/v2/{path}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return response.headers["Docker-Content-Digest"]
+        return response.headers["Docker-Content-Digest"], json.loads(response.read())
+
+
+def served_digest(registry: str, image: str) -> str:
+    """The manifest digest the registry serves for IMAGE's tag."""
+    return _manifest(registry, image, image.rpartition(":")[2])[0]
+
+
+def same_image(registry: str, image: str, digest: str) -> bool:
+    """Whether the manifest DIGEST, which the registry must hold in IMAGE's repository, is the image its
+    tag serves: the same manifest, or one with the same config (same layer contents, e.g. compressed
+    otherwise). containerd reports the first repository digest it ever pulled for an image's config."""
+    tagged = _manifest(registry, image, image.rpartition(":")[2])
+    pulled = _manifest(registry, image, digest)
+    return pulled[0] == tagged[0] or pulled[1]["config"]["digest"] == tagged[1]["config"]["digest"]
