@@ -7,7 +7,7 @@ export RCH_CACHE := $(CACHE)
 export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
 PY := .venv/bin/python
 
-.PHONY: bootstrap lint test bench chart-docs plugin-package clean demo
+.PHONY: bootstrap lint test bench chart-docs plugin-package release-dry-run clean demo
 
 bootstrap: ## install every pinned tool (idempotent; seconds when warm)
 	@ci/bootstrap.sh
@@ -34,6 +34,10 @@ chart-docs: bootstrap ## regenerate the chart README values table from values.ya
 # Signed with KEY (a key name) from KEYRING (a secret keyring file: `gpg --export-secret-keys > FILE`).
 plugin-package: bootstrap ## the Helm plugin's packages in dist/plugin (Helm 4, signed with KEY= KEYRING=; Helm 3)
 	ci/plugin/package.sh dist/plugin $(if $(KEY),--key '$(KEY)' --keyring '$(KEYRING)')
+
+# REGISTRY (default $$RCH_REGISTRY, the local cluster's) and PREFIX (default release-dry-run/redis-cluster-helm).
+release-dry-run: bootstrap ## the release workflow against a loopback registry: image, index, SBOM, cosign, chart
+	ci/release/dry-run.sh $(REGISTRY) $(if $(PREFIX),--prefix '$(PREFIX)')
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache build dist src/*.egg-info

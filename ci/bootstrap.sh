@@ -111,6 +111,17 @@ registry_tools() {
   ln -sf "$cache/go/crane-$CRANE_VERSION/crane" "$bin/crane"
 }
 
+# The release's supply-chain tools (ci/release/dry-run.sh): syft writes the SPDX SBOM of the tools image,
+# cosign signs and attests with a throwaway key pair and verifies (the workflow's steps, run locally).
+release_tools() {
+  go_tool syft github.com/anchore/syft "$SYFT_VERSION" ./cmd/syft \
+    "-X main.version=$SYFT_VERSION"
+  ln -sf "$cache/go/syft-$SYFT_VERSION/syft" "$bin/syft"
+  go_tool cosign github.com/sigstore/cosign/v3 "$COSIGN_VERSION" ./cmd/cosign \
+    "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
+  ln -sf "$cache/go/cosign-$COSIGN_VERSION/cosign" "$bin/cosign"
+}
+
 venv_stamp() { cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16; }
 venv_current() { [[ -f "$repo/.venv/.stamp" && $(cat "$repo/.venv/.stamp") == "$(venv_stamp)" ]]; }
 
@@ -125,6 +136,6 @@ python_env() {
 }
 
 total=$SECONDS
-stages=("${@:-debian_packages prerequisites helm_tools registry_tools python_env}")
+stages=("${@:-debian_packages prerequisites helm_tools registry_tools release_tools python_env}")
 for s in ${stages[*]}; do timed "$s" "$s"; done
 stage "total" "$((SECONDS - total)) s; tools in $bin"
