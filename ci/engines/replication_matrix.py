@@ -1,7 +1,7 @@
 """One-off probe (issue 13 groundwork): which engine can full-sync as a replica of which, in a 2-node cluster
 on loopback (the primary owns every slot and 301 keys; AOF on). Prints one line per pair. Run from the
-checkout: `PYTHONPATH=. .venv/bin/python ci/engines/replication_matrix.py` after ci/engines/fetch.sh. Results are in
-ci/engines/README.md; the tests do not run this."""
+checkout: `PYTHONPATH=. .venv/bin/python ci/engines/replication_matrix.py` after ci/engines/fetch.sh.
+Results are in ci/engines/README.md; the tests do not run this."""
 
 import shutil
 import subprocess
