@@ -1,5 +1,9 @@
 """Real redis-server processes on loopback, for tests, benchmarks and trying the tools without Kubernetes.
 
+The server binary is a parameter (default: `redis-server` on PATH), so the same nodes run on any engine of
+issue 13 (Redis 7.0/8.0, Valkey 8.1/9.1: tests/engines.py finds them in the tool cache). Every config key
+written here exists in all four (ci/engines/README.md's table; checked by starting each engine with it).
+
 Each set of nodes gets its own 127.0.B.x block, so distinct addresses stand in for pod IPs; with
 `ipv6=True` a set shares ::1 instead, one free port per node (pods on an IPv6-only cluster). Nodes are
 configured as the chart configures pods (cluster mode, AOF, announce ip and hostname, diskless sync
@@ -37,7 +41,7 @@ def share_blocks(index: int, count: int) -> None:
     _blocks = itertools.cycle(share)
 
 
-REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"  # the default server binary
 IPV6_LOOPBACK = "::1"
 BUS_PORT_OFFSET = 10000
 
@@ -82,6 +86,7 @@ class LocalNode:
     users: UserSet | None = None  # ACL users (default off), as the chart's pods start with
     replicas_per_master: int = 1
     tls: TlsSettings | None = None  # TLS only, bus and replication included, as the chart's tls.enabled
+    server: str | Path = REDIS_SERVER  # the engine's server binary (redis-server, valkey-server, a wrapper)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -134,7 +139,7 @@ class LocalNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "redis.conf").write_text(self.config())
         self.process = subprocess.Popen(
-            [REDIS_SERVER, str(self.directory / "redis.conf")],
+            [str(self.server), str(self.directory / "redis.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -156,9 +161,9 @@ class LocalNode:
             except redis.ConnectionError:
                 if self.process and self.process.poll() is not None:
                     log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"redis-server {self.address} exited: {log}") from None
+                    raise RuntimeError(f"{self.server} {self.address} exited: {log}") from None
             if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server {self.address} did not answer within {timeout} s")
+                raise TimeoutError(f"{self.server} {self.address} did not answer within {timeout} s")
             time.sleep(0.02)
 
     def stop(self, kill: bool = False) -> None:
@@ -176,7 +181,7 @@ class LocalNode:
 
 
 class LocalNodes:
-    """A set of fresh cluster-mode redis-server processes in `root`."""
+    """A set of fresh cluster-mode server processes in `root`, each running `server`."""
 
     def __init__(
         self,
@@ -188,8 +193,10 @@ class LocalNodes:
         replicas_per_master: int = 1,
         ipv6: bool = False,
         tls: TlsSettings | None = None,
+        server: str | Path = REDIS_SERVER,
     ) -> None:
         self.root = root
+        self.server = server
         self.block = _free_block(port)
         self.ipv6 = ipv6
         ports = free_ports(IPV6_LOOPBACK, count) if ipv6 else [port] * count
@@ -203,6 +210,7 @@ class LocalNodes:
                 users=users,
                 replicas_per_master=replicas_per_master,
                 tls=tls,
+                server=server,
             )
             for index in range(count)
         ]

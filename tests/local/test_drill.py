@@ -20,7 +20,6 @@ from helm_redis.errors import NodeUnreachable
 from helm_redis.faults import CommandFaults, FaultNotInjected, freeze, hand_over
 from helm_redis.formation import members_from_addresses
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
-from helm_redis.localnodes import REDIS_SERVER
 from helm_redis.nodes import Connector
 from helm_redis.slots import SlotMove, move_slots
 from tests.cli import HELM_REDIS
@@ -361,7 +360,7 @@ def test_freezing_a_node_whose_config_refuses_debug_is_a_clear_error(make_nodes)
     node.stop()
     node.directory.joinpath("redis.conf").write_text(node.config().replace("enable-debug-command local", ""))
     node.process = subprocess.Popen(
-        [REDIS_SERVER, str(node.directory / "redis.conf")],
+        [str(node.server), str(node.directory / "redis.conf")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
