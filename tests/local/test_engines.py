@@ -17,7 +17,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from helm_redis.localnodes import free_ports
+from helm_redis.engine import Features, common_features, read_server_infos
+from helm_redis.localnodes import LocalNodes, free_ports
+from helm_redis.nodes import Connector
 from tests.certs import issue, make_ca
 from tests.engines import Engine, engine, engine_names
 
@@ -321,3 +323,21 @@ def test_atomic_slot_migration_where_supported(servers: Servers) -> None:
         assert jobs, "GETSLOTMIGRATIONS lists the job"
         owner = {tuple(s[:2]): s[2][2] for s in source.execute_command("CLUSTER", "SLOTS")}
         assert owner[(0, 1000)] == target_id
+
+
+def test_helm_redis_detects_each_engine_and_what_it_supports(any_engine: Engine, tmp_path: Path) -> None:
+    """helm_redis.engine reads the engine of nodes localnodes starts with the engine's binary: the family and
+    the pinned version (a Valkey's never its redis_version 7.2.4), and features that match what the node
+    does when asked (FEATURES above, probed by using each one)."""
+    with LocalNodes(tmp_path / "nodes", 2, server=any_engine.server) as nodes:
+        infos = read_server_infos(Connector(), nodes.addresses)
+    assert {(i.family, i.version, i.mode) for i in infos.values()} == {
+        (any_engine.family, any_engine.version_info, "cluster")
+    }
+    probed = FEATURES[any_engine.name]
+    assert common_features(infos.values()) == Features(
+        addslotsrange=probed["addslotsrange"],
+        shards=probed["shards"],
+        availability_zone=probed["availability-zone"],
+        atomic_slot_migration=probed["migrateslots"],
+    )
