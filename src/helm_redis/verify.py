@@ -1,8 +1,10 @@
 """`verify`: is the cluster healthy and complete? Every check with its verdict and the evidence.
 
-Redis-level: reachability, the cluster checks of health.py, and a write/read round trip on every
-master. Kubernetes facts (pods Ready, restarts, data on a persistent volume) arrive as extra checks
-computed by the caller, so this module never talks to Kubernetes.
+Redis-level: reachability, the cluster checks of health.py, a write/read round trip on every
+master, and the engine (Redis or Valkey, and version) of every node: nodes on different engines or versions
+are a warning (a migration between engines under way), never a failure. Kubernetes facts (pods Ready,
+restarts, data on a persistent volume) arrive as extra checks computed by the caller, so this module never
+talks to Kubernetes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import redis
 from redis.crc import key_slot
 
 from .clusterview import NodeView, format_ranges
+from .engine import ServerInfo, mixed, read_server_info
 from .errors import NodeUnreachable
 from .health import Check, Expectation, absent_members, agreed_view, assess, reachability
 from .nodes import Connector, NodeAddress, parallel, read_view
@@ -26,6 +29,7 @@ class VerifyReport:
     checks: list[Check]
     nodes: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    engines: dict[str, ServerInfo] = field(default_factory=dict)  # node name -> its engine
 
     @property
     def ok(self) -> bool:
@@ -37,6 +41,10 @@ class VerifyReport:
             "seconds": round(self.seconds, 3),
             "checks": [c.as_dict() for c in self.checks],
             "nodes": self.nodes,
+            "engines": {
+                name: {"family": info.family, "version": info.version_text}
+                for name, info in sorted(self.engines.items())
+            },
         }
 
 
@@ -65,7 +73,10 @@ def round_trip(connector: Connector, view: NodeView, address: NodeAddress) -> st
 
 
 def node_rows(
-    views: list[NodeView], names: dict[str, str], k8s_nodes: dict[str, str]
+    views: list[NodeView],
+    names: dict[str, str],
+    k8s_nodes: dict[str, str],
+    engines: dict[str, ServerInfo] | None = None,
 ) -> list[dict[str, str]]:
     label = {v.node_id: names.get(v.address, v.address) for v in views}
     rows = []
@@ -81,9 +92,38 @@ def node_rows(
                 "slots": format_ranges(me.slots) if me.slots else "",
                 "k8s node": k8s_nodes.get(view.address, ""),
                 "link": str(view.replication.get("master_link_status", "")) if me.is_replica else "",
+                "engine": str(engines[view.address]) if engines and view.address in engines else "",
             }
         )
     return rows
+
+
+def read_engines(connector: Connector, addresses: list[NodeAddress]) -> dict[str, ServerInfo | str]:
+    """address -> its engine (INFO server), or why it could not be read."""
+
+    def attempt(address: NodeAddress) -> ServerInfo | str:
+        try:
+            return read_server_info(connector, address)
+        except (NodeUnreachable, ValueError, redis.RedisError) as error:
+            return str(error)
+
+    return {str(a): found for a, found in zip(addresses, parallel(attempt, addresses), strict=True)}
+
+
+def engine_check(engines: dict[str, ServerInfo | str], names: dict[str, str]) -> Check:
+    """Every node's engine; nodes on different engines or versions warn (a migration between engines,
+    which a rolling upgrade of the image passes through), an engine not read warns too."""
+    read = {a: e for a, e in engines.items() if isinstance(e, ServerInfo)}
+    unknown = [f"{names.get(a, a)}: {e}" for a, e in engines.items() if not isinstance(e, ServerInfo)]
+    by_engine: dict[ServerInfo, list[str]] = {}
+    for address, info in sorted(read.items(), key=lambda item: names.get(item[0], item[0])):
+        by_engine.setdefault(ServerInfo(info.family, info.version), []).append(names.get(address, address))
+    if unknown:
+        return Check("engine", "warn", "engine not read on " + "; ".join(unknown))
+    if mixed(read.values()):
+        groups = "; ".join(f"{info}: {', '.join(nodes)}" for info, nodes in sorted(by_engine.items()))
+        return Check("engine", "warn", f"nodes run different engines or versions (a migration?): {groups}")
+    return Check("engine", "pass", f"all {len(read)} nodes run " + ", ".join(str(e) for e in by_engine))
 
 
 def verify(
@@ -128,8 +168,13 @@ def verify(
         checks.append(_round_trips(connector, views, addresses, names, unreachable))
     answered = [a for a in addresses if str(a) not in unreachable]
     checks += security_checks(connector, answered, names)
-    rows = node_rows(views, names, k8s_nodes or {}) + _silent_rows(views, unreachable, names, k8s_nodes or {})
-    return VerifyReport(checks, rows, time.monotonic() - started)
+    engines = read_engines(connector, answered)
+    checks.append(engine_check(engines, names))
+    known = {a: e for a, e in engines.items() if isinstance(e, ServerInfo)}
+    rows = node_rows(views, names, k8s_nodes or {}, known)
+    rows += _silent_rows(views, unreachable, names, k8s_nodes or {})
+    report_engines = {names.get(a, a): e for a, e in known.items()}
+    return VerifyReport(checks, rows, time.monotonic() - started, report_engines)
 
 
 def _silent_rows(
@@ -155,6 +200,7 @@ def _silent_rows(
                 "slots": format_ranges(node.slots) if node and node.slots else "",
                 "k8s node": k8s_nodes.get(address, ""),
                 "link": "",
+                "engine": "",
             }
         )
     return rows

@@ -91,11 +91,22 @@ def test_without_the_start_step_a_full_restart_on_new_addresses_stays_down(make_
 def _run_script(name: str, node, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", str(FILES / name)],
-        env={**os.environ, "REDIS_HOST": node.ip, "REDIS_PORT": str(node.port), **env},
+        env={
+            **os.environ,
+            "PATH": _cli_path(node),
+            "REDIS_HOST": node.ip,
+            "REDIS_PORT": str(node.port),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _cli_path(node) -> str:
+    """PATH with the node's engine first: the scripts call its CLI (each engine's bin/ has `redis-cli`)."""
+    return os.pathsep.join([str(Path(node.server).parent), os.environ.get("PATH", "")])
 
 
 def _timed_prestop(node, budget: int, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:

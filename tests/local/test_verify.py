@@ -13,6 +13,7 @@ from helm_redis.health import Expectation
 from helm_redis.nodes import Connector
 from helm_redis.verify import verify
 from tests.cli import HELM_REDIS
+from tests.engines import engine as find_engine
 
 from .helpers import ADMIN, TEST_USERS, form, master_and_replica, views_of, wait_for
 
@@ -108,14 +109,21 @@ def test_replica_placement_is_judged_when_k8s_nodes_are_known(cluster):
     assert _verdicts(cluster, k8s_nodes=spread)["replica-placement"] == "fail"
 
 
-def test_cli_verify_json_and_exit_codes(cluster):
+def test_cli_verify_json_and_exit_codes(cluster, engine):
     healthy = runner.invoke(app, ["verify", "--nodes", cluster.nodes_option(), "-r", "1", "-o", "json"])
     assert healthy.exit_code == 0, healthy.output
     document = json.loads(healthy.stdout)
     assert document["ok"] is True
-    assert {"checks", "nodes", "seconds"} <= set(document)
+    assert {"checks", "nodes", "seconds", "engines"} <= set(document)
     assert all({"name", "status", "detail"} == set(c) for c in document["checks"])
     assert len(document["nodes"]) == 6
+    # the engine each node runs, as detected (Valkey's own version, not its redis_version 7.2.4)
+    assert {row["engine"] for row in document["nodes"]} == {f"{engine.family} {engine.version}"}
+    assert list(document["engines"].values()) == [{"family": engine.family, "version": engine.version}] * 6
+    (check,) = [c for c in document["checks"] if c["name"] == "engine"]
+    assert (
+        check["status"] == "pass" and f"all 6 nodes run {engine.family} {engine.version}" in check["detail"]
+    )
 
     _, replica = master_and_replica(cluster)
     replica.stop(kill=True)
@@ -186,3 +194,21 @@ def test_cli_verify_without_release_or_nodes_is_a_usage_error():
     result = runner.invoke(app, ["verify"])
     assert result.exit_code == 2
     assert "RELEASE" in result.stderr
+
+
+def test_nodes_on_different_engines_warn_and_still_pass(make_nodes):
+    """A migration between engines under way (Redis 7.0 masters, a Valkey 9.1 one joining): verify names
+    every node's engine and warns; the cluster itself is healthy, so the verdict stays a pass."""
+    valkey = find_engine("valkey-9.1")
+    nodes = make_nodes(2)
+    joining = make_nodes(1, server=valkey.server)
+    nodes.nodes.append(joining.nodes[0])
+    form(nodes, 3, 0, timeout=60)
+
+    report = verify(Connector(), nodes.addresses, Expectation(3, 0))
+
+    verdicts = {c.name: c for c in report.checks}
+    assert verdicts["engine"].status == "warn", verdicts["engine"]
+    assert "redis 7.0.15" in verdicts["engine"].detail and "valkey 9.1.2" in verdicts["engine"].detail
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert sorted(row["engine"] for row in report.nodes) == ["redis 7.0.15", "redis 7.0.15", "valkey 9.1.2"]
