@@ -69,6 +69,7 @@ EXPECTED_KINDS = {
     "network-policy": BASE,
     "tls": BASE,
     "tls-cert-manager": BASE + Counter(Certificate=1),
+    "valkey": BASE,
     "hook-disabled": Counter(
         ConfigMap=2, Service=2, StatefulSet=1, PodDisruptionBudget=1, Pod=1, NetworkPolicy=2
     ),
@@ -275,7 +276,7 @@ def test_redis_container_follows_the_contract(rendered, scenario):
     redis = redis_of(objs)
     port = values["redis"]["port"]
     cmd = redis["command"]
-    assert cmd[:2] == ["redis-server", "/etc/redis/redis.conf"]
+    assert cmd[:2] == [f"{values['image']['engine']}-server", "/etc/redis/redis.conf"]
     assert cmd[cmd.index("--cluster-announce-ip") + 1] == "$(POD_IP)"
     assert cmd[cmd.index("--cluster-announce-hostname") + 1] == (
         f"$(POD_NAME).{sts['spec']['serviceName']}.$(POD_NAMESPACE).svc.{values['clusterDomain']}"
@@ -1070,3 +1071,15 @@ def test_digests_pin_both_images_in_every_pod(renderer):
 def test_a_malformed_digest_is_refused_naming_it(refused, digest):
     done = refused(f"image:\n  digest: {digest!r}\n")
     assert "digest" in done and digest in done
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_server_and_every_cli_script_run_the_engines_binaries(rendered, scenario):
+    objs = rendered(scenario)
+    engine = merged_values(scenario_values(scenario))["image"]["engine"]
+    redis = container(sts_of(objs)["spec"]["template"]["spec"], "redis")
+    assert redis["command"][0] == f"{engine}-server"
+    # files/tls.sh (readiness, liveness, preStop, the helm test pod) calls $REDIS_CLI
+    test_pods = [o for o in objs if o["kind"] == "Pod"]
+    for c in [redis] + [c for pod in test_pods for c in pod["spec"]["containers"]]:
+        assert {"name": "REDIS_CLI", "value": f"{engine}-cli"} in c["env"], c["name"]

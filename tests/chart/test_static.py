@@ -254,6 +254,12 @@ def test_notes_tell_how_to_connect_and_verify(helm):
     assert "WARNING" not in notes
 
 
+def test_notes_name_the_engines_cli(helm):
+    assert "redis-cli -c" in _notes(helm, "defaults")
+    valkey = _notes(helm, "valkey")
+    assert "valkey-cli -c" in valkey and "redis-cli" not in valkey
+
+
 def test_notes_warn_that_emptydir_loses_node_ids(helm):
     notes = _notes(helm, "none")
     assert "WARNING: persistence.type is none" in notes and "node ID" in notes

@@ -516,6 +516,24 @@ Call with (dict "root" $ "bus" BOOL).
 {{- end -}}
 
 {{/*
+The engine's server and CLI (image.engine: redis-server/redis-cli or valkey-server/valkey-cli).
+*/}}
+{{- define "redis-cluster.server" -}}
+{{- printf "%s-server" .Values.image.engine -}}
+{{- end -}}
+{{- define "redis-cluster.cli" -}}
+{{- printf "%s-cli" .Values.image.engine -}}
+{{- end -}}
+
+{{/*
+Env of containers of the server image whose scripts call its CLI (files/tls.sh: REDIS_CLI).
+*/}}
+{{- define "redis-cluster.engineEnv" -}}
+- name: REDIS_CLI
+  value: {{ include "redis-cluster.cli" . }}
+{{- end -}}
+
+{{/*
 Redis image reference.
 */}}
 {{- define "redis-cluster.image" -}}
