@@ -1,8 +1,14 @@
-"""Moving hash slots between masters with their keys (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE).
+"""Moving hash slots between masters with their keys.
 
-Slots move in batches, one pipeline per node and step, so thousands of slots take seconds even through
-port-forwards. A move interrupted anywhere leaves the slot open on the nodes; formation finds it there
-and moves it again, which is safe: every step may be repeated.
+Two strategies, chosen per call by `move_slots`:
+- atomic (atomic_slots.py): Valkey's CLUSTER MIGRATESLOTS, when every node runs Valkey >= 9.0; the server
+  moves whole slots itself, clients see no ASK redirections. A job that fails while the source keeps its
+  slots (an ACL that does not let the replication user import, for one) falls back to the next strategy.
+- key by key: IMPORTING/MIGRATING, MIGRATE batches, SETSLOT NODE, on every engine. Slots move in
+  batches, one pipeline per node and step, so thousands of slots take seconds even through
+  port-forwards. A move interrupted anywhere leaves the slot open on the nodes; formation finds it there
+  and moves it again, which is safe: every step may be repeated. Open slots always finish this way
+  (Valkey refuses MIGRATESLOTS while any slot of the node is open).
 """
 
 from __future__ import annotations
@@ -11,10 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
+from .atomic_slots import atomic_support, move_atomic
 from .clusterview import NodeView, SlotRange
+from .errors import UsageError
 from .nodes import Connector, resolve_host
 from .plan import Member, slot_targets
 
+AUTO, ATOMIC, KEYS = "auto", "atomic", "keys"
+STRATEGIES = (AUTO, ATOMIC, KEYS)
 BATCH = 256
 KEYS_PER_MIGRATE = 500
 MIGRATE_TIMEOUT_MS = 10_000
@@ -62,8 +72,43 @@ def move_slots(
     views: dict[Member, NodeView],
     moves: list[SlotMove],
     progress: Callable[[str], None] = lambda _msg: None,
+    strategy: str = AUTO,
 ) -> int:
-    """Move every slot with its keys; returns how many keys moved."""
+    """Move every slot with its keys; returns how many keys moved. `auto`: atomic slot migration when
+    every node supports it, else key by key; `atomic` insists (UsageError when a node lacks it);
+    `keys` is key by key whatever the engines."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"slot move strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if not moves or strategy == KEYS:
+        return move_slots_by_keys(connector, views, moves, progress)
+    supported, why_not = atomic_support(connector, list(views))
+    if not supported:
+        if strategy == ATOMIC:
+            raise UsageError(f"atomic slot migration needs Valkey >= 9.0 on every node: {why_not}")
+        progress(f"moving slots key by key (MIGRATE): {why_not}, atomic slot migration needs Valkey >= 9.0")
+        return move_slots_by_keys(connector, views, moves, progress)
+    # Slots left open (IMPORTING/MIGRATING) finish key by key: MIGRATESLOTS is refused while any is.
+    open_slots = {slot for view in views.values() for slot in view.open_slots()}
+    moved = move_slots_by_keys(connector, views, [mv for mv in moves if mv.slot in open_slots], progress)
+    groups: dict[tuple[Member, Member], list[int]] = {}
+    for mv in moves:
+        if mv.slot not in open_slots:
+            groups.setdefault((mv.source, mv.target), []).append(mv.slot)
+    if not groups:
+        return moved
+    ids = {member: view.node_id for member, view in views.items()}
+    atomic_keys, fallback = move_atomic(connector, ids, list(views), groups, progress)
+    rest = [SlotMove(slot, source, target) for (source, target), slots in fallback.items() for slot in slots]
+    return moved + atomic_keys + move_slots_by_keys(connector, views, rest, progress)
+
+
+def move_slots_by_keys(
+    connector: Connector,
+    views: dict[Member, NodeView],
+    moves: list[SlotMove],
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> int:
+    """Move every slot with its keys by MIGRATE (any engine); returns how many keys moved."""
     ids = {member: view.node_id for member, view in views.items()}
     masters = [m for m, v in views.items() if v.myself.is_master]
     moved_keys = 0
