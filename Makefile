@@ -7,7 +7,7 @@ export RCH_CACHE := $(CACHE)
 export PATH := $(CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
 PY := .venv/bin/python
 
-.PHONY: bootstrap lint test bench chart-docs plugin-package release-dry-run clean demo
+.PHONY: bootstrap lint test bench bench-slots chart-docs plugin-package release-dry-run clean demo
 
 bootstrap: ## install every pinned tool (idempotent; seconds when warm)
 	@ci/bootstrap.sh
@@ -27,6 +27,10 @@ test: bootstrap ## every test: static, Redis-level, then Kubernetes (e2e) and Ar
 
 bench: bootstrap ## formation benchmark: helm-redis init versus redis-cli --cluster create
 	$(PY) benchmarks/formation.py
+
+bench-slots: bootstrap ## slot migration benchmark: atomic (Valkey 9) versus key-by-key MIGRATE, four engines
+	ci/engines/fetch.sh
+	$(PY) benchmarks/slot_migration.py
 
 chart-docs: bootstrap ## regenerate the chart README values table from values.yaml comments
 	$(PY) ci/chart_docs.py charts/redis-cluster
