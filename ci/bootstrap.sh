@@ -122,6 +122,9 @@ release_tools() {
   ln -sf "$cache/go/cosign-$COSIGN_VERSION/cosign" "$bin/cosign"
 }
 
+# The four server engines of the local-process suites, from their Debian suites into the cache (issue 13).
+engines() { "$repo/ci/engines/fetch.sh"; }
+
 venv_stamp() { cat "$repo/pyproject.toml" "$repo/ci/versions.env" | sha256sum | cut -c1-16; }
 venv_current() { [[ -f "$repo/.venv/.stamp" && $(cat "$repo/.venv/.stamp") == "$(venv_stamp)" ]]; }
 
@@ -136,6 +139,6 @@ python_env() {
 }
 
 total=$SECONDS
-stages=("${@:-debian_packages prerequisites helm_tools registry_tools release_tools python_env}")
+stages=("${@:-debian_packages prerequisites helm_tools registry_tools release_tools engines python_env}")
 for s in ${stages[*]}; do timed "$s" "$s"; done
 stage "total" "$((SECONDS - total)) s; tools in $bin"

@@ -60,6 +60,11 @@ def pinned(env_file: Path = ENGINES_ENV) -> dict[str, str]:
     return values
 
 
+def pinned_value(name: str, field: str, env_file: Path = ENGINES_ENV) -> str:
+    """One pinned field of an engine (VERSION, IMAGE, ...), e.g. pinned_value("valkey-9.1", "IMAGE")."""
+    return pinned(env_file)[f"{_prefix(name)}_{field}"]
+
+
 def engine_names(env_file: Path = ENGINES_ENV) -> list[str]:
     """Every engine pinned, or the ones RCH_ENGINES names (comma or space separated)."""
     every = pinned(env_file)["ENGINES"].split()

@@ -9,9 +9,12 @@
 # tools image's venv layer is rebuilt only when src/ or pyproject.toml change. Without a running local
 # containerd (CONTAINERD_ADDRESS) the images are built and cached but not imported.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) (derived, layer_of) must stop the build
 LOG_TAG=images
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../k8s/lib.sh"
+# shellcheck source=../engines/engines.env
+source "$HERE/../engines/engines.env"
 
 IMG="$RCH_CACHE/images"
 SUITE=${IMAGES_DEBIAN_SUITE:-bookworm}
@@ -21,6 +24,12 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(awk '/^URIs:/{n++} /^URIs:/ && n==2 {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-$CONTAINERD_SOCK}
+# A mirror serving a dated snapshot has Release files past their Valid-Until: when the host's apt is told to
+# accept that, so is the images' apt (only while building).
+APT_SNAPSHOT_OPTS=()
+if apt-config dump 2>/dev/null | grep -q '^Acquire::Check-Valid-Until "false";'; then
+  APT_SNAPSHOT_OPTS=(-o Acquire::Check-Valid-Until=false)
+fi
 mkdir -p "$IMG"/{rootfs,layers,archives,tmp}
 
 key() { printf '%s\n' "$@" | sha256sum | cut -c1-12; }
@@ -50,35 +59,42 @@ layer_tar() {
 }
 
 # --- Debian base rootfs (minbase), made once per suite/mirror ---------------------------------------
-BASE_KEY=$(key base-v1 "$SUITE" "$MIRROR")
-BASE="$IMG/rootfs/base-$BASE_KEY"
+# base_dir SUITE: where the suite's base lives (made by base_rootfs SUITE).
+base_dir() { echo "$IMG/rootfs/base-$(key base-v1 "$1" "$MIRROR")"; }
 base_rootfs() {
-  [[ -f "$BASE/.done" ]] && return 0
-  rm -rf "$BASE" "$BASE.tmp"
-  debootstrap --variant=minbase "$SUITE" "$BASE.tmp" "$MIRROR" >"$IMG/tmp/debootstrap.log" 2>&1 ||
+  local suite=${1:-$SUITE} base script=()
+  base=$(base_dir "$suite")
+  [[ -f "$base/.done" ]] && return 0
+  rm -rf "$base" "$base.tmp"
+  # debootstrap knows the suites of its own release; newer ones (testing: forky) bootstrap like sid.
+  [[ -e "/usr/share/debootstrap/scripts/$suite" ]] || script=(/usr/share/debootstrap/scripts/sid)
+  debootstrap --variant=minbase "$suite" "$base.tmp" "$MIRROR" "${script[@]}" >"$IMG/tmp/debootstrap.log" 2>&1 ||
     { tail -20 "$IMG/tmp/debootstrap.log" >&2; exit 1; }
-  rm -rf "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/lib/apt/lists/*
+  rm -rf "$base.tmp"/var/cache/apt/archives/*.deb "$base.tmp"/var/lib/apt/lists/*
   # never start services while installing packages into image root filesystems
-  printf '#!/bin/sh\nexit 101\n' >"$BASE.tmp/usr/sbin/policy-rc.d"
-  chmod 755 "$BASE.tmp/usr/sbin/policy-rc.d"
-  touch "$BASE.tmp/.done"
-  mv "$BASE.tmp" "$BASE"
+  printf '#!/bin/sh\nexit 101\n' >"$base.tmp/usr/sbin/policy-rc.d"
+  chmod 755 "$base.tmp/usr/sbin/policy-rc.d"
+  touch "$base.tmp/.done"
+  mv "$base.tmp" "$base"
 }
 
-# derived NAME PACKAGES...: copy of the base with Debian packages added (cached by key); prints its dir.
+# derived NAME SUITE PACKAGES...: copy of the suite's base with Debian packages added (cached by key);
+# prints its dir. Stable suites get their -security pocket too (testing has none worth pinning against).
 derived() {
-  local name=$1; shift
-  local k dir
-  k=$(key "$BASE_KEY" "$SECURITY_MIRROR" "$@")
+  local name=$1 suite=$2; shift 2
+  local k dir base security=""
+  base=$(base_dir "$suite")
+  [[ "$suite" == bookworm || "$suite" == trixie ]] && security=$SECURITY_MIRROR
+  k=$(key "$(basename "$base")" "$security" "$@")
   dir="$IMG/rootfs/$name-$k"
   if [[ ! -f "$dir/.done" ]]; then
     rm -rf "$dir" "$dir.tmp"
-    cp -a "$BASE" "$dir.tmp"
+    cp -a "$base" "$dir.tmp"
     rm -f "$dir.tmp/.done"
     cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
-    echo "deb $SECURITY_MIRROR $SUITE-security main" >"$dir.tmp/etc/apt/sources.list.d/security.list"
+    [[ -z "$security" ]] || echo "deb $security $suite-security main" >"$dir.tmp/etc/apt/sources.list.d/security.list"
     chroot_mounts "$dir.tmp"
-    in_chroot "$dir.tmp" apt-get update -qq >/dev/null
+    in_chroot "$dir.tmp" apt-get "${APT_SNAPSHOT_OPTS[@]}" update -qq >/dev/null
     in_chroot "$dir.tmp" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     in_chroot "$dir.tmp" apt-get clean
     cleanup
@@ -107,9 +123,9 @@ image() {
     python3 "$HERE/oci.py" "$archive.part" "$ref" --arch "$ARCH" "$@" >"$archive.digest"
     mv "$archive.part" "$archive"
   fi
-  # one archive per image: drop the family's older ones (pause-*, redis-*, tools-*)
+  # one archive per image: drop the family's older ones (NAME-KEY.gz.tar: pause, tools, each engine)
   name=$(basename "$archive")
-  find "$IMG/archives" -name "${name%%-*}-*" ! -name "$name" ! -name "$name.digest" -delete
+  find "$IMG/archives" -name "${name%-*}-*" ! -name "$name" ! -name "$name.digest" -delete
   BUILT_ARCHIVE=$archive
   [[ -n "$BUILD_ONLY" ]] || publish "$ref" "$archive"
 }
@@ -185,20 +201,35 @@ pause_image() {
     --user 65535:65535
 }
 
-# --- redis -------------------------------------------------------------------------------------------
-redis_image() {
-  local dir layer
-  dir=$(derived redis redis-server redis-tools)
-  # CI tests the engine version the chart's default names: the tag's version is the package's.
-  local want have
-  want=$(chart_default image.tag) want=${want%%-*}
-  have=$(chroot "$dir" redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')
-  [[ "$have" == "$want" ]] ||
-    die "Debian $SUITE carries redis-server $have, the chart's default image.tag names $want: build another test image or change the default"
+# --- engines: one image per engine of ci/engines/engines.env -----------------------------------------
+# Each is the engine's own Debian suite with its server and tools packages at the pinned version, pushed
+# under the engine's image coordinates (_IMAGE). redis-7.0's are the chart's defaults, so its version must be
+# the one the default image.tag names.
+engine_image() {
+  local engine=$1 prefix suite packages=() pkg version ref dir layer have
+  prefix=$(echo "$engine" | tr 'a-z.-' 'A-Z__')
+  suite=$(engine_var "$prefix" SUITES) suite=${suite%% *}
+  version=$(engine_var "$prefix" DEBIAN_VERSION)
+  for pkg in $(engine_var "$prefix" PACKAGES); do packages+=("$pkg=$version"); done
+  ref=$(engine_var "$prefix" IMAGE)
+  timed "debian base rootfs ($suite)" base_rootfs "$suite"
+  dir=$(derived "$engine" "$suite" "${packages[@]}")
+  local server=${engine%%-*}-server
+  have=$(chroot "$dir" "$server" --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')
+  [[ "$have" == "$(engine_var "$prefix" VERSION)" ]] || die "$engine: $server --version says $have"
+  if [[ "$ref" == "$REDIS_IMAGE" ]]; then
+    local want
+    want=$(chart_default image.tag) want=${want%%-*}
+    [[ "$have" == "$want" ]] ||
+      die "the chart's default image.tag names Redis $want, its CI engine ($engine) is $have: change one of them"
+  fi
   layer=$(layer_of "$dir")
-  image "$REDIS_IMAGE" "$IMG/archives/$(basename "$dir").gz.tar" --layer "$layer" --cmd '["redis-server"]' \
+  image "$ref" "$IMG/archives/$(basename "$dir").gz.tar" --layer "$layer" --cmd "[\"$server\"]" \
     --label "org.opencontainers.image.source=redis-cluster-helm ci/images"
 }
+
+# engine_var PREFIX FIELD: a value of ci/engines/engines.env.
+engine_var() { local v="$1_$2"; [[ -n "${!v:-}" ]] || die "ci/engines/engines.env has no $v"; echo "${!v}"; }
 
 # --- tools: base layer (python3) + dependencies layer (venv) + project layer ------------------------
 # overlay_run LOWERS UPPER COMMAND...: run COMMAND chrooted in an overlay of LOWERS (colon-separated,
@@ -233,7 +264,7 @@ overlay_run() {
 
 tools_image() {
   local dir base_layer src_key deps_key deps app_key app
-  dir=$(derived toolsbase python3 python3-venv)
+  dir=$(derived toolsbase "$SUITE" python3 python3-venv)
   base_layer=$(layer_of "$dir")
   src_key=$(cd "$REPO_DIR" && { find src -type f \( -name '*.py' -o -name '*.typed' -o -name '*.json' -o -name '*.yaml' \) \
     -not -path '*/__pycache__/*' -not -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum; sha256sum pyproject.toml; } |
@@ -316,8 +347,9 @@ main() {
   fi
   timed "debian base rootfs ($SUITE)" base_rootfs
   timed "pause image" pause_image
-  timed "redis image" redis_image
+  local engine
+  for engine in $ENGINES; do timed "engine image $engine" engine_image "$engine"; done
   timed "tools image" tools_image
-  log "images: $PAUSE_IMAGE $REDIS_IMAGE $TOOLS_IMAGE (cache $IMG)"
+  log "images: $PAUSE_IMAGE $TOOLS_IMAGE and one per engine of ci/engines/engines.env (cache $IMG)"
 }
 main "$@"
