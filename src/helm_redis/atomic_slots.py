@@ -19,7 +19,9 @@ and no key is ever half moved. What this module relies on, from valkey 9.1.2 `sr
 - the source logs in to the target as a replica does (primaryuser/primaryauth, alias masteruser/
   masterauth) over the replication transport (TLS when tls-replication), and the target runs every
   command of the import under that user's ACL: `CLUSTER SYNCSLOTS` and every write command of the data.
-  A user limited to replication (`-@all +psync +replconf +ping`) fails the job at once with NOPERM.
+  A user limited to replication (`-@all +psync +replconf +ping`) fails the job at once with NOPERM, so
+  for the move each target grants that user what an import runs (`import_grant`) and takes it back
+  after, whatever happens: the wider rights exist on the targets for the duration of the move only.
 
 A job that fails while the source still owns its slots is handed back to the caller, which moves those
 slots key by key; every wait is bounded, and the module never resets or flushes a node.
@@ -46,6 +48,9 @@ JOB_TIMEOUT = 600.0
 AGREEMENT_TIMEOUT = 60.0
 POLL = 0.05
 COUNT_BATCH = 1000
+# What the import on a target runs under the source's login user (valkey 9.1.2 cluster_migrateslots.c):
+# CLUSTER SYNCSLOTS, then the slots' data as write commands (SELECT first), on any key.
+IMPORT_RULES = ("+cluster|syncslots", "+@write", "+select", "~*")
 
 
 class SlotMigrationFailed(HelmRedisError):
@@ -201,16 +206,18 @@ def move_atomic(
                 if entry["target_node"] == job.target_id and entry["slot_ranges"] == ranges_text(job.ranges):
                     job.name, job.state = str(entry["name"]), str(entry["state"])
 
-    parallel(start, list(by_source))
-    for job in jobs:
-        if job.state != "refused" and job.name is None:
-            raise SlotMigrationFailed(
-                f"CLUSTER MIGRATESLOTS of {job.describe()} was accepted but CLUSTER GETSLOTMIGRATIONS on "
-                f"{job.source.name} lists no such job"
-            )
-        if job.name:
-            progress(f"atomic slot migration of {job.describe()} ({job.keys} keys) started")
-    _poll(connector, [j for j in jobs if j.name], deadline, progress)
+    targets = sorted({job.target for job in jobs}, key=lambda m: m.ordinal)
+    with import_grant(connector, list(by_source), targets, progress):
+        parallel(start, list(by_source))
+        for job in jobs:
+            if job.state != "refused" and job.name is None:
+                raise SlotMigrationFailed(
+                    f"CLUSTER MIGRATESLOTS of {job.describe()} was accepted but CLUSTER GETSLOTMIGRATIONS on "
+                    f"{job.source.name} lists no such job"
+                )
+            if job.name:
+                progress(f"atomic slot migration of {job.describe()} ({job.keys} keys) started")
+        _poll(connector, [j for j in jobs if j.name], deadline, progress)
     moved = 0
     for job in jobs:
         if job.state == "success":
@@ -238,6 +245,40 @@ def move_atomic(
     if done:
         _wait_agreement(connector, members, done, time.monotonic() + AGREEMENT_TIMEOUT)
     return moved, fallback
+
+
+@contextlib.contextmanager
+def import_grant(connector: Connector, sources: list[Member], targets: list[Member], progress):
+    """Let the user the sources log in to the targets as (primaryuser, the chart's `replication`) run an
+    import on the targets for the duration of the block; its own rules are restored after. Nothing to do
+    without such a user (no ACLs: the source logs in as `default`, which may do anything)."""
+    users = {
+        str(connector.client(s.address).config_get("primaryuser").get("primaryuser") or "") for s in sources
+    }
+    users.discard("")
+    saved: list[tuple[Member, str, list[str]]] = []
+    try:
+        for target in targets:
+            client = connector.client(target.address)
+            for user in sorted(users):
+                rules = client.acl_getuser(user)
+                if rules is None:
+                    continue
+                keys = rules.get("keys") or []
+                keys = keys.split() if isinstance(keys, str) else list(keys)
+                commands = rules.get("commands")
+                commands = " ".join(commands) if isinstance(commands, list) else str(commands)
+                saved.append((target, user, [*commands.split(), *keys]))
+                client.execute_command("ACL", "SETUSER", user, *IMPORT_RULES)
+        if saved:
+            progress(f"user {', '.join(sorted(users))} may run the import on the targets for the move")
+        yield
+    finally:
+        for target, user, rules in saved:
+            with contextlib.suppress(redis.RedisError):  # a restarted target reads its rules from its file
+                connector.client(target.address).execute_command(
+                    "ACL", "SETUSER", user, "resetkeys", "-@all", *rules
+                )
 
 
 def _poll(connector: Connector, jobs: list[Job], deadline: float, progress) -> None:
