@@ -94,6 +94,7 @@ def _run_script(name: str, node, timeout: float = 60, **env: str) -> subprocess.
         env={
             **os.environ,
             "PATH": _cli_path(node),
+            "REDIS_CLI": _cli(node),
             "REDIS_HOST": node.ip,
             "REDIS_PORT": str(node.port),
             **env,
@@ -102,6 +103,12 @@ def _run_script(name: str, node, timeout: float = 60, **env: str) -> subprocess.
         text=True,
         timeout=timeout,
     )
+
+
+def _cli(node) -> str:
+    """The engine's own CLI, as the chart gives it to the scripts (REDIS_CLI: redis-cli, valkey-cli)."""
+    server = Path(node.server)
+    return str(server.with_name(server.name.replace("-server", "-cli")))
 
 
 def _cli_path(node) -> str:
