@@ -92,6 +92,24 @@ class Cluster:
             target.close()
 
 
+# Where the e2e releases keep their hostPath volumes (on the node; the local cluster's node is this machine).
+VOLUME_ROOT = Path("/var/lib/redis-cluster-e2e")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_volume_data() -> Iterator[None]:
+    """The releases' PVs are deleted with their namespaces, but a hostPath PV leaves its directory behind:
+    without this, every run would leave gigabytes (the rollout test alone writes 690 MB per pod) until the
+    node's disk fills and the kubelet stops starting pods (DiskPressure). At the end of the session the
+    directories this session created under VOLUME_ROOT are removed, where they are local (the local
+    cluster); on another cluster nothing here is touched."""
+    before = set(VOLUME_ROOT.iterdir()) if VOLUME_ROOT.is_dir() else set()
+    yield
+    if VOLUME_ROOT.is_dir():
+        for path in set(VOLUME_ROOT.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def chart_values(env: dict[str, str], run_id: str) -> list[str]:
     """Values flags for the cluster at hand: its site values (RCH_CLUSTER_VALUES, a values file: the local
     cluster's DNS and API server are host processes, which the NetworkPolicies must name), its images when
@@ -114,7 +132,7 @@ def chart_values(env: dict[str, str], run_id: str) -> list[str]:
         f"persistence.hostPath.node={node}",
         "--set",
         # Per release: a release installed later in the run must not find an earlier one's kept volumes.
-        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{run_id}/{{{{release}}}}/{{{{ordinal}}}}",
+        f"persistence.hostPath.path={VOLUME_ROOT}/{run_id}/{{{{release}}}}/{{{{ordinal}}}}",
         "--set",
         "volumePermissions.enabled=true",
     ]

@@ -37,12 +37,11 @@ from helm_redis.nodes import read_views
 from helm_redis.release import ReleaseTarget, open_release
 from tests.kube import CHART, cluster_env
 
-from .conftest import Cluster, chart_values, remove
+from .conftest import VOLUME_ROOT, Cluster, chart_values, remove
 
 pytestmark = pytest.mark.e2e
 DURABLE = "members"  # static hostPath volumes: the scale-in sequence, then the lost disks
 EPHEMERAL = "ephemeral"  # persistence.type=none: every pod restart is a new node ID
-VOLUME_ROOT = Path("/var/lib/redis-cluster-e2e")
 DATASET_KEYS = 3000  # small keys over every slot, written once and counted after each scale-in
 LOST_SHARD_KEYS = 3000
 MAX_UNWRITABLE_SECONDS = 2.0  # a scale-in moves slots and hands roles over: never a node-timeout outage

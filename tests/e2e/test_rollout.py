@@ -26,7 +26,7 @@ from helm_redis.nodes import read_view, read_views, try_read_views
 from helm_redis.release import ReleaseTarget, open_release
 from tests.kube import CHART
 
-from .conftest import Cluster
+from .conftest import VOLUME_ROOT, Cluster
 
 pytestmark = pytest.mark.e2e
 RELEASE = "rollout"
@@ -148,7 +148,7 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         *cluster.values,
         # This release's volumes apart from the other releases' in the namespace.
         "--set",
-        f"persistence.hostPath.path=/var/lib/redis-cluster-e2e/{cluster.namespace}/{{{{release}}}}/{{{{ordinal}}}}",
+        f"persistence.hostPath.path={VOLUME_ROOT}/{cluster.namespace}/{{{{release}}}}/{{{{ordinal}}}}",
         "--wait",
         "--timeout",
         "15m",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.kube import CHART
 
-from .conftest import Cluster
+from .conftest import VOLUME_ROOT, Cluster
 
 pytestmark = pytest.mark.e2e
 RELEASE = "pvbind"
@@ -28,7 +28,7 @@ def _remove_volumes(cluster: Cluster) -> None:
 
 @pytest.mark.parametrize("round_", range(1, ROUNDS + 1))
 def test_eight_pods_on_static_volumes_are_scheduled_at_once(cluster: Cluster, round_: int):
-    path = f"/var/lib/redis-cluster-e2e/{cluster.namespace}/{{{{release}}}}/{round_}/{{{{ordinal}}}}"
+    path = f"{VOLUME_ROOT}/{cluster.namespace}/{{{{release}}}}/{round_}/{{{{ordinal}}}}"
     started = time.monotonic()
     try:
         cluster.helm(
