@@ -50,21 +50,15 @@ def run(
     return subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=300)
 
 
+def template_cmd(helm: str, values_file: Path, *extra: str) -> list[str]:
+    """`helm template` of the chart as the tests render it: release RELEASE in NAMESPACE, these values."""
+    chart = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    return [*chart, "--values", str(values_file), *extra]
+
+
 def refusal(values_file: Path, *extra: str, helm_name: str = "helm") -> str:
     """stderr of a render of this values file that must fail, printing nothing on stdout."""
-    result = run(
-        [
-            tool(helm_name),
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            "--values",
-            str(values_file),
-            *extra,
-        ]
-    )
+    result = run(template_cmd(tool(helm_name), values_file, *extra))
     assert result.returncode != 0, f"accepted:\n{values_file.read_text()}"
     assert result.stdout == ""
     return result.stderr

@@ -27,6 +27,7 @@ from .chartlib import (
     run,
     scenario_file,
     scenario_values,
+    template_cmd,
     tool,
     tool_env,
 )
@@ -207,16 +208,7 @@ def test_invalid_values_are_refused_naming_the_key(helm_name, values_file):
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_rendering_is_byte_identical_twice(helm, scenario):
-    cmd = [
-        helm,
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        str(scenario_file(scenario)),
-    ]
+    cmd = template_cmd(helm, scenario_file(scenario))
     first, second = run(cmd), run(cmd)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
