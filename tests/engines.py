@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from helm_redis.engine import ServerInfo
+from helm_redis.engine_move import parse_version_line
 from tests.paths import ROOT, cache_dir
 
 ENGINES_ENV = ROOT / "ci" / "engines" / "engines.env"
@@ -39,6 +42,12 @@ class Engine:
     @property
     def version_info(self) -> tuple[int, ...]:
         return tuple(int(part) for part in self.version.split("."))
+
+    @property
+    def server_info(self) -> ServerInfo:
+        """The engine as its own `<server> --version` says it (parsed the way the pre-upgrade check does)."""
+        said = subprocess.run([str(self.server), "--version"], capture_output=True, text=True, timeout=30)
+        return parse_version_line(said.stdout)
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"

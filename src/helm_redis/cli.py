@@ -458,11 +458,22 @@ def scale_in(
             show_default=False,
         ),
     ] = None,
+    target_engine_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--target-engine-file",
+            envvar="REDIS_CLUSTER_TARGET_ENGINE_FILE",
+            help="`<server> --version` of the engine the upgrade moves to: first refuse a move to an engine "
+            "that cannot load the running nodes' data.",
+            show_default=False,
+        ),
+    ] = None,
     timeout: WaitTimeoutOption = 300,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
-    """Before the StatefulSet shrinks: move every slot and its keys off the pods that will be removed,
-    and give each remaining master its replicas from the remaining pods."""
+    """Before the StatefulSet changes (the pre-upgrade hook): refuse an engine move the running nodes'
+    data cannot make; then, if pods are removed, move every slot and its keys off them and give each
+    remaining master its replicas from the remaining pods."""
     from .scalein import ScaleIn
 
     if nodes:
@@ -480,6 +491,8 @@ def scale_in(
         )
     connector = _login(user, password_file, tls_dir, tls_server_name).connector()
     try:
+        if target_engine_file:
+            _refuse_impossible_engine_move(connector, members, target_engine_file)
         result = ScaleIn(
             connector,
             members,
@@ -492,6 +505,26 @@ def scale_in(
     finally:
         connector.close()
     _report_scale_in(result, output_format)
+
+
+def _refuse_impossible_engine_move(connector: Connector, members: list[Member], version_file: Path) -> None:
+    """EngineMoveRefused when the engine in `version_file` cannot load what the running nodes wrote."""
+    from .engine import try_read_server_infos
+    from .engine_move import move_refusal, parse_version_line
+    from .errors import EngineMoveRefused
+
+    try:
+        target = parse_version_line(version_file.read_text())
+    except ValueError as error:
+        raise UsageError(
+            f"cannot tell the engine the upgrade moves to from {version_file}: {error}"
+        ) from None
+    running = try_read_server_infos(connector, [member.address for member in members])
+    refusal = move_refusal(running.values(), target)
+    if refusal:
+        raise EngineMoveRefused(f"upgrade refused before anything changed: {refusal}")
+    engines = ", ".join(sorted({str(info) for info in running.values()})) or "no node answered"
+    output.progress(f"engine: {engines} -> {target}: {target} loads the running nodes' data")
 
 
 def _parse_quantity(text: str | None) -> int | None:

@@ -79,6 +79,12 @@ class ShardLost(HelmRedisError):
     exit_code = 1
 
 
+class EngineMoveRefused(HelmRedisError):
+    """An upgrade would move the nodes to an engine that cannot load their data (helm_redis.engine_move)."""
+
+    exit_code = 1
+
+
 class PlanError(HelmRedisError):
     """The requested shape cannot be built from the nodes at hand."""
 

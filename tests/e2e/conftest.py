@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from helm_redis.drill import LoadRun
 from helm_redis.nodes import read_views
-from helm_redis.release import open_release
+from helm_redis.release import ReleaseTarget, open_release
 from tests.cli import HELM_REDIS
 from tests.kube import ROOT, cluster_env, image_values
 
@@ -81,6 +82,31 @@ class Cluster:
             last = done.stdout[-2000:] or done.stderr[-500:]
             time.sleep(3)
         raise AssertionError(f"{release} not verified within {timeout} s: {last}")
+
+    def open(self, release: str) -> ReleaseTarget:
+        return open_release(release, self.namespace, kubeconfig=self.env.get("KUBECONFIG"))
+
+    @contextlib.contextmanager
+    def write_load(self, release: str) -> Iterator[dict]:
+        """The drill's write load (SET + WAIT for every replica, per shard) while the block runs; yields the
+        result it fills in: per-shard longest unwritable time, acknowledged writes and lost ones."""
+        target = self.open(release)
+        result: dict = {}
+        try:
+            run = LoadRun.on(target, max_writes=3_000_000, max_seconds=1500).start()
+            try:
+                yield result
+            finally:
+                outcome = run.stop()
+                result.update(
+                    unwritable={name: round(gap, 3) for name, gap in outcome.longest_gaps.items()},
+                    acknowledged=outcome.acknowledged,
+                    lost=outcome.lost_acknowledged,
+                    unverified=outcome.unverified,
+                    exhausted=outcome.exhausted,
+                )
+        finally:
+            target.close()
 
     def node_ids(self, release: str) -> dict[str, str]:
         """pod -> the node ID it reports for itself."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import redis
 from redis.crc import key_slot
 
 from helm_redis.clusterview import NodeView
-from helm_redis.drill import LoadRun, Router
+from helm_redis.drill import Router
 from helm_redis.errors import NodeUnreachable
 from helm_redis.nodes import read_view, read_views, try_read_views
 from helm_redis.release import ReleaseTarget, open_release
@@ -180,29 +179,6 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
         cluster.helm("uninstall", RELEASE, "--wait", "--timeout", "5m", check=False)
 
 
-@contextmanager
-def _write_load(cluster: Cluster) -> Iterator[dict]:
-    """The drill's write load (SET + WAIT for every replica, per shard) while the block runs; yields the
-    result it fills in: per-shard longest unwritable time, acknowledged writes and lost ones."""
-    target = _open(cluster)
-    result: dict = {}
-    try:
-        run = LoadRun.on(target, max_writes=3_000_000, max_seconds=1500).start()
-        try:
-            yield result
-        finally:
-            outcome = run.stop()
-            result.update(
-                unwritable={name: round(gap, 3) for name, gap in outcome.longest_gaps.items()},
-                acknowledged=outcome.acknowledged,
-                lost=outcome.lost_acknowledged,
-                unverified=outcome.unverified,
-                exhausted=outcome.exhausted,
-            )
-    finally:
-        target.close()
-
-
 def _assert_no_shard_down_and_nothing_lost(cluster: Cluster, what: str, result: dict, ids: dict) -> None:
     print(
         f"\n[e2e] {what} with {DATASET_MB} MB: longest time without a writable master per shard "
@@ -222,7 +198,7 @@ def _rollout_finished(cluster: Cluster, timeout: str = "900s") -> None:
 def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
     ids = release.node_ids(RELEASE)
     started = time.monotonic()
-    with _write_load(release) as result:
+    with release.write_load(RELEASE) as result:
         release.kubectl("rollout", "restart", f"statefulset/{STATEFULSET}")
         time.sleep(2)
         _rollout_finished(release)
@@ -234,7 +210,7 @@ def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
 def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(release: Cluster):
     ids = release.node_ids(RELEASE)
     started = time.monotonic()
-    with _write_load(release) as result:
+    with release.write_load(RELEASE) as result:
         release.helm(
             "upgrade",
             RELEASE,
@@ -257,7 +233,7 @@ def test_upgrade_without_wait_succeeds_while_the_pods_roll(release: Cluster):
     and the upgrade succeeds (no failed release, no --atomic rollback)."""
     ids = release.node_ids(RELEASE)
     started = time.monotonic()
-    with _write_load(release) as result:
+    with release.write_load(RELEASE) as result:
         upgraded = release.helm(
             "upgrade",
             RELEASE,

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from helm_redis.engine import Features, common_features, read_server_infos
+from helm_redis.engine_move import loads, rdb_written
 from helm_redis.localnodes import LocalNodes, free_ports
 from helm_redis.nodes import Connector
 from tests.certs import issue, make_ca
@@ -257,9 +258,15 @@ def test_rdb_formats_and_which_engines_load_them(servers: Servers) -> None:
     for writer in engines:
         rdb = _write_rdb(writer, servers)
         assert rdb.read_bytes()[:9] == RDB_MAGIC[writer.name]
+        # helm_redis.engine_move's rules, which refuse an engine move, say the same as the real servers
+        assert str(rdb_written(writer.server_info)).encode() == RDB_MAGIC[writer.name]
         for loader in engines:
             strict = _loads_copy(loader, rdb, servers, f"load-{writer.name}-by-{loader.name}")
             assert strict == (loader.name in RDB_LOADS[writer.name]), (writer.name, loader.name)
+            assert loads(loader.server_info, rdb_written(writer.server_info)) == strict, (
+                writer.name,
+                loader.name,
+            )
             if loader.family == "valkey" and not strict:
                 relaxed = _loads_copy(
                     loader,

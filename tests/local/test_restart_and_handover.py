@@ -16,6 +16,7 @@ from helm_redis.faults import hand_over
 from helm_redis.health import DONE_CHECKS, Expectation, assess, failed
 from helm_redis.nodes import Connector, read_view
 from helm_redis.nodesconf import prepare_nodes_conf
+from tests.engines import engine as find_engine
 
 from .helpers import (
     ADMIN,
@@ -240,6 +241,49 @@ def test_prestop_hands_a_masters_slots_to_its_replica_while_writes_continue(make
     assert writer.errors == 0
     assert writer.written > written_at_handover  # writes went on against the new master
     print(f"\nplanned handover: longest client-seen write gap {writer.longest_gap * 1000:.0f} ms")
+
+
+def test_prestop_in_a_move_between_engines_hands_over_to_a_replica_on_the_masters_engine(make_nodes):
+    """Mid-way through a rolling move from Redis 7.0 to Valkey 9.1, a Redis 7.0 master with a Redis 7.0
+    and a Valkey 9.1 replica hands over to the Redis 7.0 one: a Valkey master could not feed it (Redis 7.0
+    cannot load Valkey's RDB). The Valkey replica is the one a tie on offsets would put first."""
+    nodes = make_nodes(9)  # redis-7.0, the chart's default engine
+    form(nodes, 3, 2, timeout=60)
+    data = write_keys(nodes, 300)
+    views = {str(v.address): v for v in views_of(nodes)}
+    master = next(n for n in nodes.nodes if views[str(n.address)].myself.slots)
+    replicas = sorted(
+        (
+            n
+            for n in nodes.nodes
+            if views[str(n.address)].myself.master_id == views[str(master.address)].node_id
+        ),
+        key=lambda n: n.ip,  # equal offsets: `sort` then orders the "offset state ip port" lines by ip
+    )
+    moved, stayed = replicas
+    moved.stop()
+    moved.server = find_engine("valkey-9.1").server  # the same data directory, nodes.conf and node ID
+    moved.start()
+    moved.wait_ready()
+    wait_for(
+        lambda: (
+            sorted(r["state"] for r in _replicas_seen_by(master)) == ["online", "online"]
+            and len({r["offset"] for r in _replicas_seen_by(master)}) == 1
+        ),
+        timeout=30,
+        what="both replicas online at the master's offset",
+    )
+    assert moved.client().info("server")["valkey_version"] == "9.1.2"
+
+    done, took = _timed_prestop(master, budget=20)
+
+    assert done.returncode == 0, done.stderr
+    assert f"handed over to {stayed.ip}:{stayed.port}" in done.stdout, done.stdout
+    assert _role(stayed) == "master" and _role(moved) == "slave"
+    wait_for(lambda: read_back(nodes, data) == {}, timeout=20, what="every key to be readable")
+    print(
+        f"\npreStop in a Redis 7.0 -> Valkey 9.1 move: handed over to the Redis 7.0 replica in {took:.2f} s"
+    )
 
 
 def test_prestop_on_a_replica_changes_nothing(make_nodes):

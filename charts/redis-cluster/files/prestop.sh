@@ -82,6 +82,35 @@ replicas() {
     }' | sort -k1,1nr
 }
 
+# The engine of node $1:$2 ("redis 7.0.15", "valkey 9.1.2") from INFO server: a Valkey's own version is
+# valkey_version (its redis_version is a fixed 7.2.4). Empty when it does not answer.
+engine_of() {
+  rcli 100 -h "$1" -p "$2" info server | awk -F: '
+    $1 == "valkey_version" { valkey = "valkey " $2 }
+    $1 == "redis_version" { redis = "redis " $2 }
+    END { print (valkey != "" ? valkey : redis) }'
+}
+
+# "IP PORT OFFSET" lines, most up-to-date first, reordered so that the replicas running this master's
+# engine come first (stable: by offset within each group). In a move between engines (a rolling upgrade
+# of the image) the shard keeps an old-engine master while it has an old-engine replica: a newer engine's
+# master can feed no older-engine replica (the older one cannot load its RDB: helm_redis.engine_move).
+# Only asked when there is a choice, so a single replica costs no extra call.
+same_engine_first() {
+  if [ "$(printf '%s\n' "$1" | wc -l)" -lt 2 ]; then
+    printf '%s\n' "$1"
+    return 0
+  fi
+  mine=$(engine_of "$host" "$port")
+  printf '%s\n' "$1" | while read -r r_ip r_port r_offset; do
+    if [ -n "$mine" ] && [ "$(engine_of "$r_ip" "$r_port")" = "$mine" ]; then
+      echo "0 $r_ip $r_port $r_offset"
+    else
+      echo "1 $r_ip $r_port $r_offset"
+    fi
+  done | sort -s -k1,1n | cut -d' ' -f2-
+}
+
 # Ask replica $1 (HOST:PORT) to take over; on OK wait (bounded) until this node is demoted and exit.
 take_over() {
   tick
@@ -128,7 +157,7 @@ while [ "$rounds" -lt 100000 ]; do # the budget ends this loop; the count is onl
       online=$(printf '%s\n' "$list" | awk '$2 == "online" { print $3, $4, $1 }')
       if [ -n "$online" ]; then
         [ -n "$syncing" ] && say "a replica is online after $(since "$started") s"
-        set -- $online
+        set -- $(same_engine_first "$online")
         while [ $# -ge 3 ]; do
           take_over "$1" "$2" "$3"
           shift 3

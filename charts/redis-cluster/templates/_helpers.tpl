@@ -426,9 +426,32 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- if .engineVersion }}
+initContainers:
+  # The engine this release is upgraded to says its version (`<server> --version`) for the tools, which
+  # refuse a move to an engine that cannot load the running nodes' data before anything changes.
+  - name: engine-version
+    image: {{ include "redis-cluster.image" $root }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    command:
+      - sh
+      - -c
+      - exec {{ include "redis-cluster.server" $root }} --version >{{ .engineVersion }}
+    securityContext:
+      {{- include "redis-cluster.containerSecurityContext" $root | nindent 6 }}
+    {{- with .resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+{{- end }}
 containers:
   - name: {{ .name }}
     image: {{ include "redis-cluster.toolsImage" $root }}
+    # The last lines of a failed run (a refusal names why) show in the pod's status, as Argo CD shows it.
+    terminationMessagePolicy: FallbackToLogsOnError
     imagePullPolicy: {{ $root.Values.tools.image.pullPolicy }}
     args:
       {{- toYaml .args | nindent 6 }}
@@ -440,6 +463,10 @@ containers:
         value: {{ include "redis-cluster.authDir" $root | quote }}
       - name: REDIS_CLUSTER_ACL_USERS
         value: /etc/redis/acl-users
+      {{- end }}
+      {{- with .engineVersion }}
+      - name: REDIS_CLUSTER_TARGET_ENGINE_FILE
+        value: {{ . }}
       {{- end }}
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
