@@ -511,8 +511,22 @@ def test_scale_in_job_drains_before_the_upgrade_with_the_new_shape(rendered, sce
     c = tool(job)
     assert c["args"] == ["scale-in", "--output", "json"]
     env = env_of(c)
+    assert env.pop("REDIS_CLUSTER_TARGET_ENGINE_FILE") == "/tmp/engine-version"
     assert env == tools_env(objs, values), "the init env without RECOVER_LOST_SLOTS and the users"
     spec = job["spec"]["template"]["spec"]
+    # First the engine the upgrade moves to says its version (the tools refuse a move it cannot make): the
+    # Redis pods' own image, its own server binary, into the pod's shared /tmp.
+    (probe,) = spec["initContainers"]
+    redis_container = next(
+        x for x in sts_of(objs)["spec"]["template"]["spec"]["containers"] if x["name"] == "redis"
+    )
+    server = f"{values['image']['engine']}-server"
+    assert probe["name"] == "engine-version"
+    assert probe["image"] == redis_container["image"]
+    assert probe["command"] == ["sh", "-c", f"exec {server} --version >/tmp/engine-version"]
+    assert probe["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert probe["securityContext"] == c["securityContext"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"  # a refusal shows in the pod's status
     if values["auth"]["enabled"]:
         # The Secret exists by then (the Secret Job runs first); optional all the same, so the pod starts
         # whatever happens to the Secret (it finds nothing to do on Argo CD's first sync).
@@ -527,7 +541,7 @@ def test_scale_in_job_drains_before_the_upgrade_with_the_new_shape(rendered, sce
     assert {k: v for k, v in tool(job).items() if k not in strip} == {
         k: v for k, v in tool(init_job(objs)).items() if k not in strip
     }
-    assert {k: v for k, v in spec.items() if k not in ("containers", "volumes")} == {
+    assert {k: v for k, v in spec.items() if k not in ("containers", "volumes", "initContainers")} == {
         k: v for k, v in init.items() if k not in ("containers", "volumes")
     }
 

@@ -22,6 +22,7 @@ from helm_redis.engine_move import loads, rdb_written
 from helm_redis.localnodes import LocalNodes, free_ports
 from helm_redis.nodes import Connector
 from tests.certs import issue, make_ca
+from tests.cli import run_cli
 from tests.engines import Engine, engine, engine_names
 
 HOST = "127.0.0.1"
@@ -347,4 +348,44 @@ def test_helm_redis_detects_each_engine_and_what_it_supports(any_engine: Engine,
         shards=probed["shards"],
         availability_zone=probed["availability-zone"],
         atomic_slot_migration=probed["migrateslots"],
+    )
+
+
+def test_pre_upgrade_refuses_a_move_the_running_nodes_data_cannot_make(make_nodes, tmp_path: Path) -> None:
+    """`helm-redis scale-in --target-engine-file` (the pre-upgrade hook) on formed nodes: Valkey 9.1 nodes
+    cannot move to Redis 7.0 (refused, exit 1, one line naming both engines, nothing changed); Redis 7.0
+    nodes may move to Valkey 9.1. The file is what the hook's init container writes: the target's own
+    `<server> --version`."""
+    from tests.local.helpers import fingerprint, form
+
+    def target_file(name: str) -> Path:
+        said = subprocess.run(
+            [str(engine(name).server), "--version"], capture_output=True, text=True, timeout=30
+        )
+        path = tmp_path / f"{name}.version"
+        path.write_text(said.stdout)
+        return path
+
+    def pre_upgrade(nodes: LocalNodes, target: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            "scale-in", "--nodes", nodes.nodes_option(), "--masters", "3", "--target-engine-file",
+            str(target_file(target)),
+        )  # fmt: skip
+
+    valkey = make_nodes(6, server=engine("valkey-9.1").server)
+    form(valkey, 3, 1, timeout=60)
+    before = fingerprint(valkey)
+    back = pre_upgrade(valkey, "redis-7.0")
+    assert back.returncode == 1, back
+    last = back.stderr.strip().splitlines()[-1]
+    assert "upgrade refused before anything changed: redis 7.0.15 cannot load" in last, back.stderr
+    assert "valkey 9.1.2 (RDB VALKEY080)" in last and "Traceback" not in back.stderr
+    assert fingerprint(valkey) == before
+
+    redis7 = make_nodes(6, server=engine("redis-7.0").server)
+    form(redis7, 3, 1, timeout=60)
+    forward = pre_upgrade(redis7, "valkey-9.1")
+    assert forward.returncode == 0, forward.stderr
+    assert (
+        "engine: redis 7.0.15 -> valkey 9.1.2: valkey 9.1.2 loads the running nodes' data" in forward.stderr
     )
