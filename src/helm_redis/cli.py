@@ -292,6 +292,17 @@ def init(
             "empty node, accepting that their keys are lost (refused without this).",
         ),
     ] = False,
+    node_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--node-timeout",
+            envvar="REDIS_CLUSTER_NODE_TIMEOUT",
+            min=1,
+            help="The nodes' configured cluster-node-timeout in ms: a fresh formation shortens it while it "
+            "forms and puts it back; every run first restores it where a killed run left it short.",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
@@ -313,6 +324,7 @@ def init(
             timeout,
             output.progress,
             recover_lost_slots=recover_lost_slots,
+            node_timeout=node_timeout,
         ).run(dry_run=dry_run)
         if users is not None and not dry_run:
             _apply_users(connector, [m.address for m in members], users)

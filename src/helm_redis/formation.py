@@ -9,6 +9,8 @@ untouched. Nothing here ever resets or flushes a node.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from . import membership
@@ -17,6 +19,7 @@ from .clusterview import NodeView, compress_slots, format_ranges
 from .errors import PlanError, ShardLost, UnexpectedData
 from .health import DONE_CHECKS, Check, failed
 from .membership import LostShard, node_label
+from .node_timeout import read_node_timeouts, restore_node_timeouts, short_node_timeout
 from .nodes import Connector, NodeAddress, parallel, resolve_host, wait_until_reachable
 from .operation import ClusterOperation, Progress
 from .plan import Assignment, Member, assign_roles, colocated, slot_ranges
@@ -59,6 +62,7 @@ class Formation(ClusterOperation):
         timeout: float = 120.0,
         progress: Progress = lambda _msg: None,
         recover_lost_slots: bool = False,
+        node_timeout: int | None = None,
     ) -> None:
         if len(members) < masters * (1 + replicas_per_master):
             raise PlanError(
@@ -67,6 +71,7 @@ class Formation(ClusterOperation):
             )
         super().__init__(connector, members, masters, replicas_per_master, timeout, progress)
         self.recover_lost_slots = recover_lost_slots
+        self.node_timeout = node_timeout  # the configured cluster-node-timeout (ms), when known
         self.result = FormationResult(already_formed=False)
 
     # -- the run ---------------------------------------------------------------------------------
@@ -84,6 +89,7 @@ class Formation(ClusterOperation):
         state = self._read()
         if not dry_run:
             self._match_sync_setting()
+            self._restore_node_timeouts()
         checks = self._checks(state)
         if not failed(checks, DONE_CHECKS):
             self.result.already_formed = True
@@ -114,12 +120,13 @@ class Formation(ClusterOperation):
             self.result.seconds = time.monotonic() - started
             return self.result
 
-        self._assign_slots(state, slot_plan)
-        self._set_config_epochs(state)
-        state = self._meet(state)
-        state = self._replicate(state, assignment)
-        self._rebalance(state)
-        state = self._wait("the cluster to be complete", self._done_complaints)
+        with self._formation_node_timeout(state):
+            self._assign_slots(state, slot_plan)
+            self._set_config_epochs(state)
+            state = self._meet(state)
+            state = self._replicate(state, assignment)
+            self._rebalance(state)
+            state = self._wait("the cluster to be complete", self._done_complaints)
         self.result.checks = self._checks(state)
         self.result.seconds = time.monotonic() - started
         self.progress(f"formed in {self.result.seconds:.2f} s")
@@ -135,6 +142,28 @@ class Formation(ClusterOperation):
         if stale:
             parallel(lambda m: self.connector.client(m.address).config_set(key, wanted), stale)
             self.progress(f"{key} {wanted} set on {', '.join(m.name for m in stale)}")
+
+    def _restore_node_timeouts(self) -> None:
+        """A run killed while forming left nodes at the formation's short node timeout: put the
+        configured one back first (helm_redis.node_timeout)."""
+        if self.node_timeout is None:
+            return
+        restored = restore_node_timeouts(self.connector, [m.address for m in self.members], self.node_timeout)
+        if restored:
+            names = ", ".join(m.name for m in self.members if m.address in restored)
+            self.progress(f"cluster-node-timeout {self.node_timeout} ms put back on {names}")
+
+    def _formation_node_timeout(self, state: ClusterState) -> AbstractContextManager[None]:
+        """A short node timeout while a fresh cluster forms (no slot served, no key anywhere): its masters
+        turn `ok` 0.5 s after they meet a majority instead of 5 s (helm_redis.node_timeout). Anything else
+        keeps the configured one: with slots or keys a short timeout means false failovers."""
+        if state.owners() or state.total_keys():
+            return nullcontext()
+        addresses = [m.address for m in self.members]
+        configured = self.node_timeout
+        if configured is None:
+            configured = Counter(read_node_timeouts(self.connector, addresses).values()).most_common(1)[0][0]
+        return short_node_timeout(self.connector, addresses, configured, self.progress)
 
     def _settling(self, state: ClusterState) -> bool:
         """Formed in shape (every slot served by the wanted number of masters, every other member a

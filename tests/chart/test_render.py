@@ -178,6 +178,7 @@ def tools_env(objs, values) -> dict:
         "REDIS_CLUSTER_REPLICAS_PER_MASTER": str(cluster["replicasPerMaster"]),
         "REDIS_CLUSTER_POD_SELECTOR": ",".join(f"{k}={v}" for k, v in sorted(REDIS_SELECTOR.items())),
         "REDIS_CLUSTER_WAIT_TIMEOUT": str(values["hook"]["waitTimeoutSeconds"]),
+        "REDIS_CLUSTER_NODE_TIMEOUT": str(values["cluster"]["nodeTimeout"]),
     }
     limit = values["redis"].get("resources", {}).get("limits", {}).get("memory")
     if limit:

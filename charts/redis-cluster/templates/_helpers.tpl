@@ -375,6 +375,9 @@ values ask for, and with auth.enabled who to log in as. Call with (dict "root" $
   value: {{ include "redis-cluster.redisSelectorQuery" $root | quote }}
 - name: REDIS_CLUSTER_WAIT_TIMEOUT
   value: {{ $root.Values.hook.waitTimeoutSeconds | quote }}
+# A fresh formation shortens the nodes' cluster-node-timeout while it forms and puts this one back.
+- name: REDIS_CLUSTER_NODE_TIMEOUT
+  value: {{ $root.Values.cluster.nodeTimeout | quote }}
 {{- with dig "limits" "memory" "" $root.Values.redis.resources }}
 # A scale-in refuses when the data would not fit the remaining masters (maxmemory or this limit).
 - name: REDIS_CLUSTER_MEMORY_LIMIT
