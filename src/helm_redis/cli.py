@@ -708,6 +708,7 @@ def _target(
     login: _Login,
     masters: int | None,
     replicas: int | None,
+    node_timeout: int | None = None,
 ) -> Iterator[Target]:
     """A release (through port-forwards) or explicit nodes; exactly one of them."""
     if bool(release) == bool(nodes):
@@ -716,7 +717,8 @@ def _target(
         addresses = parse_node_list(nodes)
         connector = login.connector()
         try:
-            yield Target(members_from_addresses(addresses), connector, Expectation(masters, replicas))
+            expected = Expectation(masters, replicas, node_timeout)
+            yield Target(members_from_addresses(addresses), connector, expected)
         finally:
             connector.close()
         return
@@ -740,15 +742,23 @@ def verify(
     tls_server_name: TlsServerNameOption = None,
     masters: MastersOption = None,
     replicas_per_master: ReplicasOption = None,
+    node_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--node-timeout",
+            min=1,
+            help="Expected cluster-node-timeout in ms (with --nodes; a release's comes from its values).",
+            show_default=False,
+        ),
+    ] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Skip the write/read round trip.")] = False,
     output_format: OutputOption = output.OutputFormat.table,
 ) -> None:
     """Is the release's cluster healthy and complete? Exit 0 all pass, 1 a check failed."""
     from .verify import verify as run_verify
 
-    with _target(
-        release, nodes, _login(user, password_file, tls_dir, tls_server_name), masters, replicas_per_master
-    ) as target:
+    login = _login(user, password_file, tls_dir, tls_server_name)
+    with _target(release, nodes, login, masters, replicas_per_master, node_timeout) as target:
         report = run_verify(
             target.connector,
             [m.address for m in target.members],

@@ -46,6 +46,9 @@ class Expectation:
 
     masters: int | None = None
     replicas_per_master: int | None = None
+    node_timeout: int | None = (
+        None  # the configured cluster-node-timeout, ms (the chart's cluster.nodeTimeout)
+    )
 
 
 def _check(name: str, failures: list[str], passed: str, warn: bool = False) -> Check:

@@ -227,7 +227,8 @@ def shape_from_statefulset(api, namespace: str, name: str) -> tuple[Expectation,
     per_master = int(settings.get("repl-diskless-sync-max-replicas", "1"))
     # With TLS the client port is tls-port (`port` is 0, or the optional plain one).
     port = int(settings.get("tls-port") or settings.get("port", "6379"))
-    return Expectation(sets[0].spec.replicas // (1 + per_master), per_master), port
+    node_timeout = int(settings["cluster-node-timeout"]) if "cluster-node-timeout" in settings else None
+    return Expectation(sets[0].spec.replicas // (1 + per_master), per_master, node_timeout), port
 
 
 def _read_secret(api, namespace: str, name: str, what: str) -> dict[str, str]:
@@ -318,7 +319,11 @@ def open_release(
     try:
         values = release_values(name, namespace, context, kubeconfig)
         cluster = values.get("cluster", {})
-        expected = Expectation(int(cluster.get("masters", 3)), int(cluster.get("replicasPerMaster", 1)))
+        expected = Expectation(
+            int(cluster.get("masters", 3)),
+            int(cluster.get("replicasPerMaster", 1)),
+            int(cluster.get("nodeTimeout", 5000)),
+        )
         port = int(values.get("redis", {}).get("port", 6379))
         api = core_api(context, kubeconfig)
     except ReleaseNotFound as missing:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
@@ -20,6 +21,7 @@ from .clusterview import NodeView, format_ranges
 from .engine import ServerInfo, mixed, read_server_info
 from .errors import NodeUnreachable
 from .health import Check, Expectation, absent_members, agreed_view, assess, reachability
+from .node_timeout import read_node_timeouts
 from .nodes import Connector, NodeAddress, parallel, read_view
 from .posture import security_checks
 
@@ -110,6 +112,36 @@ def read_engines(connector: Connector, addresses: list[NodeAddress]) -> dict[str
     return {str(a): found for a, found in zip(addresses, parallel(attempt, addresses), strict=True)}
 
 
+def node_timeout_check(
+    connector: Connector, addresses: list[NodeAddress], expected: int | None, names: dict[str, str]
+) -> Check:
+    """Every node's cluster-node-timeout is the configured one (or, when that is not known, the same on
+    every node): a formation killed before it put the value back leaves nodes at its short one
+    (helm_redis.node_timeout), which would make failovers false alarms under load."""
+
+    def attempt(address: NodeAddress) -> int | str:
+        try:
+            return read_node_timeouts(connector, [address])[address]
+        except (NodeUnreachable, ValueError, redis.RedisError) as error:
+            return str(error)
+
+    found = dict(zip(addresses, parallel(attempt, addresses), strict=True))
+    read = {a: ms for a, ms in found.items() if isinstance(ms, int)}
+    wanted = (
+        expected if expected is not None else Counter(read.values()).most_common(1)[0][0] if read else None
+    )
+    wrong = [f"{names.get(str(a), str(a))} has {ms} ms" for a, ms in read.items() if ms != wanted]
+    wrong += [
+        f"{names.get(str(a), str(a))}: not read ({why})" for a, why in found.items() if isinstance(why, str)
+    ]
+    if wrong:
+        fix = "run the hook again (helm upgrade) or CONFIG SET cluster-node-timeout on them"
+        return Check(
+            "node-timeout", "fail", f"cluster-node-timeout should be {wanted} ms: {'; '.join(wrong)} ({fix})"
+        )
+    return Check("node-timeout", "pass", f"cluster-node-timeout {wanted} ms on all {len(read)} nodes")
+
+
 def engine_check(engines: dict[str, ServerInfo | str], names: dict[str, str]) -> Check:
     """Every node's engine; nodes on different engines or versions warn (a migration between engines,
     which a rolling upgrade of the image passes through), an engine not read warns too."""
@@ -168,6 +200,7 @@ def verify(
         checks.append(_round_trips(connector, views, addresses, names, unreachable))
     answered = [a for a in addresses if str(a) not in unreachable]
     checks += security_checks(connector, answered, names)
+    checks.append(node_timeout_check(connector, answered, (expected or Expectation()).node_timeout, names))
     engines = read_engines(connector, answered)
     checks.append(engine_check(engines, names))
     known = {a: e for a, e in engines.items() if isinstance(e, ServerInfo)}
