@@ -36,7 +36,8 @@ if [[ -z "${RCH_TEST_KUBECONFIG:-}${RCH_TEST_CONTEXT:-}" ]]; then stage k8s-up e
 selected=$(ci/select-cluster.sh)
 eval "$selected"
 if [[ -n "${RCH_REGISTRY:-}" ]]; then stage images ci/images/build.sh; fi
-# -s: the e2e tests print their measurements ([e2e] lines: rollout gaps, drill promotions, timings).
-stage e2e $py -m pytest -m e2e -p no:cacheprovider -s
+# -s: the e2e tests print their measurements ([e2e] lines: rollout gaps, drill promotions, timings);
+# --durations: what each test costs (the budget of DESIGN.md section 5, per engine and per move).
+stage e2e $py -m pytest -m e2e -p no:cacheprovider -s --durations=40
 stage argocd-up make --no-print-directory argocd-up
 stage gitops $py -m pytest -m gitops -p no:cacheprovider
