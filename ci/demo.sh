@@ -21,7 +21,20 @@ stage "kubernetes (up)" ci/k8s/up.sh
 eval "$(ci/k8s/env.sh)"
 if [[ -n "${RCH_REGISTRY:-}" ]]; then stage "images (build, push, pull)" ci/images/build.sh; fi
 
-helm plugin list 2>/dev/null | grep -q '^redis' || stage "helm plugin install" helm plugin install ./helm_plugin
+# The plugin from this checkout. Helm installs a local plugin as a symlink named after the directory: one left
+# by another checkout (or a removed one, which `helm plugin list` no longer shows) would run other code or
+# make the install fail with "file exists", so it is replaced.
+install_plugin() {
+  local link
+  link="$(helm env HELM_PLUGINS)/helm_plugin"
+  if [[ -L "$link" || -e "$link" ]]; then
+    [[ "$(readlink -f "$link")" == "$(readlink -f ./helm_plugin)" ]] && return 0
+    echo "replacing the plugin installed from $(readlink "$link" || echo "$link")"
+    rm -rf "$link"
+  fi
+  helm plugin install ./helm_plugin
+}
+stage "helm plugin install" install_plugin
 
 node=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
 values=(
