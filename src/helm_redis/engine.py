@@ -21,8 +21,7 @@ from dataclasses import dataclass, fields
 
 import redis
 
-from .errors import NodeRefused, NodeUnreachable
-from .nodes import Connector, NodeAddress, parallel, unreachable
+from .nodes import Connector, NodeAddress, parallel, try_each, unreachable
 
 REDIS, VALKEY = "redis", "valkey"
 
@@ -126,19 +125,10 @@ def try_read_server_infos(
     connector: Connector, addresses: Iterable[NodeAddress]
 ) -> dict[NodeAddress, ServerInfo]:
     """The engine of every node that answers (a node restarting in a rollout is left out); a refused
-    password is raised."""
-
-    def read(address: NodeAddress) -> ServerInfo | None:
-        try:
-            return read_server_info(connector, address)
-        except NodeRefused:
-            raise
-        except NodeUnreachable:
-            return None
-
+    password is raised (nodes.try_each)."""
     addresses = list(addresses)
-    found = parallel(read, addresses)
-    return {address: info for address, info in zip(addresses, found, strict=True) if info is not None}
+    found = try_each(lambda address: read_server_info(connector, address), addresses)
+    return {a: info for a, info in zip(addresses, found, strict=True) if isinstance(info, ServerInfo)}
 
 
 def common_features(infos: Iterable[ServerInfo]) -> Features:

@@ -9,7 +9,6 @@ untouched. Nothing here ever resets or flushes a node.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ from .clusterview import NodeView, compress_slots, format_ranges
 from .errors import PlanError, ShardLost, UnexpectedData
 from .health import DONE_CHECKS, Check, failed
 from .membership import LostShard, node_label
-from .node_timeout import read_node_timeouts, restore_node_timeouts, short_node_timeout
+from .node_timeout import prevailing, read_node_timeouts, restore_node_timeouts, short_node_timeout
 from .nodes import Connector, NodeAddress, parallel, resolve_host, wait_until_reachable
 from .operation import ClusterOperation, Progress
 from .plan import Assignment, Member, assign_roles, colocated, slot_ranges
@@ -162,7 +161,7 @@ class Formation(ClusterOperation):
         addresses = [m.address for m in self.members]
         configured = self.node_timeout
         if configured is None:
-            configured = Counter(read_node_timeouts(self.connector, addresses).values()).most_common(1)[0][0]
+            configured = prevailing(read_node_timeouts(self.connector, addresses).values())
         return short_node_timeout(self.connector, addresses, configured, self.progress)
 
     def _settling(self, state: ClusterState) -> bool:

@@ -46,9 +46,8 @@ class Expectation:
 
     masters: int | None = None
     replicas_per_master: int | None = None
-    node_timeout: int | None = (
-        None  # the configured cluster-node-timeout, ms (the chart's cluster.nodeTimeout)
-    )
+    # the configured cluster-node-timeout, ms (the chart's cluster.nodeTimeout)
+    node_timeout: int | None = None
 
 
 def _check(name: str, failures: list[str], passed: str, warn: bool = False) -> Check:

@@ -18,6 +18,7 @@ cluster that holds slots or keys (scale-out, repair): there a short timeout mean
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -27,10 +28,20 @@ KEY = "cluster-node-timeout"
 FORMATION_NODE_TIMEOUT_MS = 500  # the shortest rejoin delay Redis has (CLUSTER_MIN_REJOIN_DELAY)
 
 
+def read_node_timeout(connector: Connector, address: NodeAddress) -> int:
+    return int(connector.client(address).config_get(KEY)[KEY])
+
+
 def read_node_timeouts(connector: Connector, addresses: Iterable[NodeAddress]) -> dict[NodeAddress, int]:
     addresses = list(addresses)
-    values = parallel(lambda a: int(connector.client(a).config_get(KEY)[KEY]), addresses)
+    values = parallel(lambda a: read_node_timeout(connector, a), addresses)
     return dict(zip(addresses, values, strict=True))
+
+
+def prevailing(timeouts: Iterable[int]) -> int | None:
+    """The value most nodes have (the configured one, when nothing else says which it is)."""
+    counted = Counter(timeouts).most_common(1)
+    return counted[0][0] if counted else None
 
 
 def set_node_timeout(connector: Connector, addresses: Iterable[NodeAddress], milliseconds: int) -> None:

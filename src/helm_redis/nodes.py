@@ -228,21 +228,27 @@ def read_views(connector: Connector, addresses: Iterable[NodeAddress]) -> list[N
     return parallel(lambda address: read_view(connector, address), addresses)
 
 
-def try_read_views(
-    connector: Connector, addresses: Iterable[NodeAddress]
-) -> list[NodeView | NodeUnreachable]:
-    """Like read_views, but a node that does not answer (restarting, loading its data) yields its error
-    instead of failing the whole read. A wrong password is no transient state: it is raised."""
+def try_each(read: Callable[[NodeAddress], T], addresses: Iterable[NodeAddress]) -> list[T | NodeUnreachable]:
+    """`read` on every node at once, results in order; a node that does not answer (restarting, loading
+    its data) yields its error instead of failing the whole read. A wrong password is no transient state:
+    it is raised."""
 
-    def read(address: NodeAddress) -> NodeView | NodeUnreachable:
+    def attempt(address: NodeAddress) -> T | NodeUnreachable:
         try:
-            return read_view(connector, address)
+            return read(address)
         except NodeRefused:
             raise
         except NodeUnreachable as error:
             return error
 
-    return parallel(read, addresses)
+    return parallel(attempt, addresses)
+
+
+def try_read_views(
+    connector: Connector, addresses: Iterable[NodeAddress]
+) -> list[NodeView | NodeUnreachable]:
+    """Like read_views, but a node that does not answer yields its error (try_each)."""
+    return try_each(lambda address: read_view(connector, address), addresses)
 
 
 def wait_until_reachable(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import redis
 from redis.crc import key_slot
@@ -21,9 +22,11 @@ from .clusterview import NodeView, format_ranges
 from .engine import ServerInfo, mixed, read_server_info
 from .errors import NodeUnreachable
 from .health import Check, Expectation, absent_members, agreed_view, assess, reachability
-from .node_timeout import read_node_timeouts
+from .node_timeout import prevailing, read_node_timeout
 from .nodes import Connector, NodeAddress, parallel, read_view
 from .posture import security_checks
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -100,16 +103,22 @@ def node_rows(
     return rows
 
 
-def read_engines(connector: Connector, addresses: list[NodeAddress]) -> dict[str, ServerInfo | str]:
-    """address -> its engine (INFO server), or why it could not be read."""
+def _read_each(read: Callable[[NodeAddress], T], addresses: list[NodeAddress]) -> dict[str, T | str]:
+    """address -> what `read` returned for it, or why it could not be read (verify never raises for a
+    node)."""
 
-    def attempt(address: NodeAddress) -> ServerInfo | str:
+    def attempt(address: NodeAddress) -> T | str:
         try:
-            return read_server_info(connector, address)
+            return read(address)
         except (NodeUnreachable, ValueError, redis.RedisError) as error:
             return str(error)
 
     return {str(a): found for a, found in zip(addresses, parallel(attempt, addresses), strict=True)}
+
+
+def read_engines(connector: Connector, addresses: list[NodeAddress]) -> dict[str, ServerInfo | str]:
+    """address -> its engine (INFO server), or why it could not be read."""
+    return _read_each(lambda address: read_server_info(connector, address), addresses)
 
 
 def node_timeout_check(
@@ -119,21 +128,11 @@ def node_timeout_check(
     every node): a formation killed before it put the value back leaves nodes at its short one
     (helm_redis.node_timeout), which would make failovers false alarms under load."""
 
-    def attempt(address: NodeAddress) -> int | str:
-        try:
-            return read_node_timeouts(connector, [address])[address]
-        except (NodeUnreachable, ValueError, redis.RedisError) as error:
-            return str(error)
-
-    found = dict(zip(addresses, parallel(attempt, addresses), strict=True))
+    found = _read_each(lambda address: read_node_timeout(connector, address), addresses)
     read = {a: ms for a, ms in found.items() if isinstance(ms, int)}
-    wanted = (
-        expected if expected is not None else Counter(read.values()).most_common(1)[0][0] if read else None
-    )
-    wrong = [f"{names.get(str(a), str(a))} has {ms} ms" for a, ms in read.items() if ms != wanted]
-    wrong += [
-        f"{names.get(str(a), str(a))}: not read ({why})" for a, why in found.items() if isinstance(why, str)
-    ]
+    wanted = expected if expected is not None else prevailing(read.values())
+    wrong = [f"{names.get(a, a)} has {ms} ms" for a, ms in read.items() if ms != wanted]
+    wrong += [f"{names.get(a, a)}: not read ({why})" for a, why in found.items() if isinstance(why, str)]
     if wrong:
         fix = "run the hook again (helm upgrade) or CONFIG SET cluster-node-timeout on them"
         return Check(

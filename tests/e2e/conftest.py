@@ -10,14 +10,15 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
-from helm_redis.drill import LoadRun
-from helm_redis.nodes import read_views
+from helm_redis.drill import LoadRun, Router
+from helm_redis.nodes import NodeAddress, read_views
 from helm_redis.release import ReleaseTarget, open_release
 from tests.cli import HELM_REDIS
 from tests.kube import ROOT, cluster_env, image_values
@@ -108,6 +109,40 @@ class Cluster:
         finally:
             target.close()
 
+    def write_keys(self, release: str, keys: dict[str, str]) -> None:
+        """SET every key on its slot's master, pipelined per master."""
+        target = self.open(release)
+        try:
+            for master, owned in _by_master(target, keys).items():
+                pipe = target.connector.client(master).pipeline(transaction=False)
+                for key in owned:
+                    pipe.set(key, keys[key])
+                pipe.execute()
+        finally:
+            target.close()
+
+    def missing_keys(self, release: str, keys: dict[str, str]) -> list[str]:
+        """Keys not there with their value, read from each slot's master now (a slot without one: missing)."""
+        target = self.open(release)
+        try:
+            by_master = _by_master(target, keys)
+            missing = list(by_master.pop(None, []))
+            for master, owned in by_master.items():
+                pipe = target.connector.client(master).pipeline(transaction=False)
+                for key in owned:
+                    pipe.get(key)
+                missing += [k for k, v in zip(owned, pipe.execute(), strict=True) if v != keys[k]]
+            return sorted(missing)
+        finally:
+            target.close()
+
+    def rollout_finished(self, statefulset: str, timeout_seconds: int = 900) -> None:
+        """`kubectl rollout status` of the StatefulSet, bounded."""
+        self.kubectl(
+            "rollout", "status", f"statefulset/{statefulset}", f"--timeout={timeout_seconds}s",
+            timeout=timeout_seconds + 60,
+        )  # fmt: skip
+
     def node_ids(self, release: str) -> dict[str, str]:
         """pod -> the node ID it reports for itself."""
         target = open_release(release, self.namespace, kubeconfig=self.env.get("KUBECONFIG"))
@@ -116,6 +151,31 @@ class Cluster:
             return {m.name: v.node_id for m, v in zip(target.members, views, strict=True)}
         finally:
             target.close()
+
+
+def assert_writable_throughout(
+    cluster: Cluster, release: str, what: str, result: dict, ids: dict[str, str], max_unwritable: float
+) -> None:
+    """What a write load (Cluster.write_load) saw through a rolling operation: no shard without a writable
+    master for `max_unwritable` seconds or more, no acknowledged write lost, every node ID kept."""
+    print(
+        f"\n[e2e] {what}: longest time without a writable master per shard "
+        f"{result['unwritable']} s; acknowledged writes {result['acknowledged']}, lost {result['lost']}"
+    )
+    assert result["acknowledged"] > 0
+    assert result["lost"] == 0 and result["unverified"] == 0
+    assert not result["exhausted"], "the load stopped before the operation ended: its gaps went unmeasured"
+    assert max(result["unwritable"].values()) < max_unwritable, result["unwritable"]
+    assert cluster.node_ids(release) == ids
+
+
+def _by_master(target: ReleaseTarget, keys: Iterable[str]) -> dict[NodeAddress | None, list[str]]:
+    """The keys grouped by the master that serves their slot now (None: a slot no master serves)."""
+    router = Router(target.connector, [m.address for m in target.members])
+    grouped: dict[NodeAddress | None, list[str]] = {}
+    for key in keys:
+        grouped.setdefault(router.owner.get(key_slot(key.encode())), []).append(key)
+    return grouped
 
 
 # Where the e2e releases keep their hostPath volumes (on the node; the local cluster's node is this machine).

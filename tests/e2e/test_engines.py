@@ -16,15 +16,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis.crc import key_slot
 
-from helm_redis.drill import Router
 from helm_redis.engine import read_server_infos
 from helm_redis.release import open_release
 from tests.engines import engine_names, pinned_value
 from tests.kube import CHART, cluster_env, default_images
 
-from .conftest import Cluster, chart_values, remove
+from .conftest import Cluster, assert_writable_throughout, chart_values, remove
 
 pytestmark = pytest.mark.e2e
 RELEASE = "engine"
@@ -107,45 +105,6 @@ def test_engine_installs_verifies_and_survives_a_crash_drill(name: str):
         remove(cluster, [RELEASE], helm_home)
 
 
-def write_dataset(cluster: Cluster, count: int) -> dict[str, str]:
-    """COUNT keys over every slot, pipelined per master; returns key -> value."""
-    target = cluster.open(RELEASE)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        data = {f"before-move:{i}": f"value-{i}-" + "x" * 200 for i in range(count)}
-        by_master: dict = {}
-        for key in data:
-            by_master.setdefault(router.owner[key_slot(key.encode())], []).append(key)
-        for master, keys in by_master.items():
-            pipe = target.connector.client(master).pipeline(transaction=False)
-            for key in keys:
-                pipe.set(key, data[key])
-            pipe.execute()
-        return data
-    finally:
-        target.close()
-
-
-def missing_keys(cluster: Cluster, data: dict[str, str]) -> list[str]:
-    """The keys of `data` no master returns with their value."""
-    target = cluster.open(RELEASE)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        by_master: dict = {}
-        for key in data:
-            by_master.setdefault(router.owner[key_slot(key.encode())], []).append(key)
-        missing = []
-        for master, keys in by_master.items():
-            pipe = target.connector.client(master).pipeline(transaction=False)
-            for key in keys:
-                pipe.get(key)
-            values = pipe.execute()
-            missing += [k for k, v in zip(keys, values, strict=True) if v != data[k]]
-        return missing
-    finally:
-        target.close()
-
-
 def hook_termination_messages(cluster: Cluster) -> str:
     """What the pre-upgrade hook's pods say in their status (terminationMessagePolicy FallbackToLogsOnError:
     the last log lines of a failed run), as `kubectl describe` and Argo CD show it."""
@@ -177,7 +136,8 @@ def test_move_from_the_default_engine_by_helm_upgrade_under_write_load_and_no_wa
         cluster.helm("install", RELEASE, str(CHART), *cluster.values, "--wait", "--timeout", "15m")
         cluster.wait_verified(RELEASE, 300)
         assert server_versions(cluster) == {version_of(DEFAULT_ENGINE)}
-        data = write_dataset(cluster, DATASET_KEYS)
+        data = {f"before-move:{i}": f"value-{i}-" + "x" * 200 for i in range(DATASET_KEYS)}
+        cluster.write_keys(RELEASE, data)
         ids = cluster.node_ids(RELEASE)
 
         started = time.monotonic()
@@ -192,21 +152,13 @@ def test_move_from_the_default_engine_by_helm_upgrade_under_write_load_and_no_wa
                 "--timeout",
                 "15m",
             )
-            cluster.kubectl(
-                "rollout", "status", f"statefulset/{RELEASE}-redis-cluster", "--timeout=900s", timeout=960
-            )
+            cluster.rollout_finished(f"{RELEASE}-redis-cluster")
             cluster.wait_verified(RELEASE, 300)
         cluster.timed(f"{DEFAULT_ENGINE} -> {name}: helm upgrade under write load -> verified", started)
-        print(
-            f"\n[e2e] move {DEFAULT_ENGINE} -> {name}: longest time without a writable master per shard "
-            f"{result['unwritable']} s; acknowledged writes {result['acknowledged']}, lost {result['lost']}"
-        )
-        assert result["acknowledged"] > 0 and not result["exhausted"]
-        assert result["lost"] == 0 and result["unverified"] == 0
-        assert max(result["unwritable"].values()) < MAX_UNWRITABLE_SECONDS, result["unwritable"]
+        what = f"move {DEFAULT_ENGINE} -> {name}"
+        assert_writable_throughout(cluster, RELEASE, what, result, ids, MAX_UNWRITABLE_SECONDS)
         assert server_versions(cluster) == {version_of(name)}
-        assert cluster.node_ids(RELEASE) == ids
-        assert missing_keys(cluster, data) == []
+        assert cluster.missing_keys(RELEASE, data) == []
         moved_image = statefulset_image(cluster)
 
         # The way back: the pre-upgrade hook refuses it before the StatefulSet changes, naming why.

@@ -8,9 +8,7 @@ import time
 
 import pytest
 
-from helm_redis.drill import Router
 from helm_redis.nodes import read_views
-from helm_redis.release import ReleaseTarget, open_release
 from tests.kube import CHART, ROOT, default_images
 
 from .conftest import Cluster
@@ -21,13 +19,9 @@ RELEASE = "redis"
 KEYS = 2000
 
 
-def _open(cluster: Cluster) -> ReleaseTarget:
-    return open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
-
-
 def _fingerprint(cluster: Cluster) -> dict[str, tuple]:
     """pod -> (node id, config epoch, slots) as each node sees itself."""
-    target = _open(cluster)
+    target = cluster.open(RELEASE)
     try:
         views = read_views(target.connector, [m.address for m in target.members])
         return {
@@ -38,33 +32,8 @@ def _fingerprint(cluster: Cluster) -> dict[str, tuple]:
         target.close()
 
 
-def _write_keys(cluster: Cluster, count: int) -> None:
-    target = _open(cluster)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        from redis.crc import key_slot
-
-        for i in range(count):
-            key = f"journey:{i}"
-            target.connector.client(router.owner[key_slot(key.encode())]).set(key, i)
-    finally:
-        target.close()
-
-
-def _missing_keys(cluster: Cluster, count: int) -> list[str]:
-    target = _open(cluster)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        from redis.crc import key_slot
-
-        missing = []
-        for i in range(count):
-            key = f"journey:{i}"
-            if target.connector.client(router.owner[key_slot(key.encode())]).get(key) != str(i):
-                missing.append(key)
-        return missing
-    finally:
-        target.close()
+def _journey_keys(count: int) -> dict[str, str]:
+    return {f"journey:{i}": str(i) for i in range(count)}
 
 
 def _wait_verified(cluster: Cluster, timeout: float) -> dict:
@@ -98,7 +67,7 @@ def test_install_from_the_registry_forms_the_cluster_and_helm_test_passes(cluste
     cluster.helm("test", RELEASE, "--timeout", "5m")
     _wait_verified(cluster, 120)
     cluster.timed("install -> verified cluster", started)
-    _write_keys(cluster, KEYS)
+    cluster.write_keys(RELEASE, _journey_keys(KEYS))
 
 
 def test_the_release_is_the_pushed_chart_and_its_pods_run_the_pushed_images(cluster: Cluster, chart):
@@ -178,7 +147,7 @@ def test_every_pod_deleted_at_once_reforms_with_the_same_ids_and_keys(cluster: C
     cluster.timed("full restart -> verified", started)
     after = _fingerprint(cluster)
     assert {pod: ids[0] for pod, ids in after.items()} == {pod: ids[0] for pod, ids in before.items()}
-    assert _missing_keys(cluster, KEYS) == []
+    assert cluster.missing_keys(RELEASE, _journey_keys(KEYS)) == []
 
 
 def test_upgrade_with_the_same_values_changes_nothing(cluster: Cluster, chart):
@@ -187,7 +156,7 @@ def test_upgrade_with_the_same_values_changes_nothing(cluster: Cluster, chart):
     cluster.helm("upgrade", RELEASE, *chart.install_args(), *cluster.values, "--wait", "--timeout", "15m")
     cluster.timed("upgrade, same values", started)
     assert _fingerprint(cluster) == before
-    assert _missing_keys(cluster, KEYS) == []
+    assert cluster.missing_keys(RELEASE, _journey_keys(KEYS)) == []
 
 
 def test_upgrade_with_one_more_master_and_replica_moves_slots_and_keeps_keys(cluster: Cluster, chart):
@@ -206,7 +175,7 @@ def test_upgrade_with_one_more_master_and_replica_moves_slots_and_keeps_keys(clu
     report = _wait_verified(cluster, 300)
     cluster.timed("scale-out 6 -> 8 pods -> verified", started)
     assert "16384 slots served by 4 masters" in json.dumps(report)
-    assert _missing_keys(cluster, KEYS) == []
+    assert cluster.missing_keys(RELEASE, _journey_keys(KEYS)) == []
 
 
 def test_invalid_values_are_refused_before_anything_is_created(cluster: Cluster):

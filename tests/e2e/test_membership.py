@@ -31,10 +31,9 @@ import yaml
 from redis.crc import key_slot
 
 from helm_redis.clusterview import NodeView, SlotRange, format_ranges
-from helm_redis.drill import LoadResult, LoadRun, Router
+from helm_redis.drill import LoadResult, LoadRun
 from helm_redis.faults import freeze
 from helm_redis.nodes import read_views
-from helm_redis.release import ReleaseTarget, open_release
 from tests.kube import CHART, cluster_env
 
 from .conftest import VOLUME_ROOT, Cluster, chart_values, remove
@@ -92,7 +91,7 @@ def durable(namespace: Cluster) -> Cluster:
     )
     namespace.wait_verified(DURABLE, 300)
     namespace.timed(f"{DURABLE}: installed 3 masters x 2 replicas (9 pods) and verified", started)
-    _write_keys(namespace, DURABLE, _dataset())
+    namespace.write_keys(DURABLE, _dataset())
     return namespace
 
 
@@ -221,8 +220,8 @@ def lost_shard(ephemeral: Cluster) -> dict:
     replicas = sorted(p for p, v in views.items() if v.myself.master_id == views[master].node_id)
     assert replicas, f"{master} has no replica: {[_role(v) for v in views.values()]}"
     keys = {f"lost:{i}": str(i) for i in range(LOST_SHARD_KEYS)}
-    _write_keys(ephemeral, EPHEMERAL, keys)
-    assert _missing_keys(ephemeral, EPHEMERAL, keys) == []
+    ephemeral.write_keys(EPHEMERAL, keys)
+    assert ephemeral.missing_keys(EPHEMERAL, keys) == []
     slots = views[master].myself.slots
     ephemeral.kubectl("delete", "pod", master, *replicas, "--grace-period=0", "--force", "--wait=false")
     print(f"\n[e2e] lost at once: {master} (slots {format_ranges(slots)}) and {', '.join(replicas)}")
@@ -284,7 +283,7 @@ def test_recover_lost_slots_gives_them_to_a_new_empty_master_losing_only_their_k
     ephemeral.timed("recoverLostSlots=true: hook done -> healthy", started)
 
     keys = lost_shard["keys"]
-    missing = set(_missing_keys(ephemeral, EPHEMERAL, keys))
+    missing = set(ephemeral.missing_keys(EPHEMERAL, keys))
     in_lost_slots = {k for k in keys if _in(key_slot(k.encode()), lost_shard["slots"])}
     print(
         f"\n[e2e] keys lost with shard {format_ranges(lost_shard['slots'])}: {len(missing)} of {len(keys)} "
@@ -300,13 +299,13 @@ def test_recover_lost_slots_gives_them_to_a_new_empty_master_losing_only_their_k
 def test_recover_lost_slots_set_back_to_false_changes_nothing(ephemeral: Cluster, lost_shard: dict):
     _wait_healthy(ephemeral, EPHEMERAL, 60)
     ids = ephemeral.node_ids(EPHEMERAL)
-    missing = _missing_keys(ephemeral, EPHEMERAL, lost_shard["keys"])
+    missing = ephemeral.missing_keys(EPHEMERAL, lost_shard["keys"])
 
     _upgrade(ephemeral, EPHEMERAL, "cluster.recoverLostSlots=false", what="recoverLostSlots back to false")
 
     _wait_healthy(ephemeral, EPHEMERAL, 60)
     assert ephemeral.node_ids(EPHEMERAL) == ids
-    assert _missing_keys(ephemeral, EPHEMERAL, lost_shard["keys"]) == missing
+    assert ephemeral.missing_keys(EPHEMERAL, lost_shard["keys"]) == missing
     assert _departed(_views(ephemeral, EPHEMERAL)) == []
 
 
@@ -322,7 +321,7 @@ def _assert_scale_in(cluster: Cluster, setting: str, what: str, before: int, aft
         upgraded = _upgrade(cluster, DURABLE, setting, what=f"{what} ({before} -> {after} pods)", check=False)
     assert upgraded.returncode == 0, _failed_upgrade(cluster, DURABLE, upgraded)
     _assert_nothing_lost(load.result)
-    missing = _missing_keys(cluster, DURABLE, _dataset())
+    missing = cluster.missing_keys(DURABLE, _dataset())
     assert missing == [], f"{len(missing)} of {DATASET_KEYS} dataset keys missing: {missing[:10]}"
     gaps = load.result.longest_gaps
     assert max(gaps.values()) < MAX_UNWRITABLE_SECONDS, gaps
@@ -337,10 +336,6 @@ def _assert_scale_in(cluster: Cluster, setting: str, what: str, before: int, aft
 
 def _dataset() -> dict[str, str]:
     return {f"members:{i}": str(i) for i in range(DATASET_KEYS)}
-
-
-def _open(cluster: Cluster, release: str) -> ReleaseTarget:
-    return open_release(release, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
 
 
 def _ordinal(pod: str) -> int:
@@ -360,7 +355,7 @@ def _role(view: NodeView) -> str:
 
 def _views(cluster: Cluster, release: str) -> dict[str, NodeView]:
     """pod -> its own view (CLUSTER NODES, INFO), every pod of the release."""
-    target = _open(cluster, release)
+    target = cluster.open(release)
     try:
         views = read_views(target.connector, [m.address for m in target.members])
         return {m.name: v for m, v in zip(target.members, views, strict=True)}
@@ -418,7 +413,7 @@ def _healthy_before(cluster: Cluster, release: str) -> None:
 def _load(cluster: Cluster, release: str, what: str) -> Iterator[LoadRun]:
     """The drill's write load around the block (WAIT for one replica: the fewest any shape here keeps);
     `.result` is filled in and printed when the block ends, whatever happened in it."""
-    target = _open(cluster, release)
+    target = cluster.open(release)
     try:
         run = LoadRun.on(
             target, replicas_per_master=1, interval=0.005, max_writes=3_000_000, max_seconds=1200
@@ -505,7 +500,7 @@ def _evidence(cluster: Cluster, release: str) -> str:
     pods = cluster.kubectl("get", "pods", "-l", selector, "-o", "wide", check=False)
     lines = [f"pods:\n{pods.stdout}", f"reconciler log (tail):\n{_reconciler_logs(cluster, release)[-2500:]}"]
     try:
-        target = _open(cluster, release)
+        target = cluster.open(release)
     except Exception as error:  # evidence only: say why there is none
         return "\n".join([*lines, f"(no CLUSTER NODES: {error})"])
     try:
@@ -518,41 +513,6 @@ def _evidence(cluster: Cluster, release: str) -> str:
     finally:
         target.close()
     return "\n".join(lines)
-
-
-def _write_keys(cluster: Cluster, release: str, keys: dict[str, str]) -> None:
-    target = _open(cluster, release)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        by_master: dict = {}
-        for key in keys:
-            by_master.setdefault(router.owner[key_slot(key.encode())], []).append(key)
-        for master, owned in by_master.items():
-            pipe = target.connector.client(master).pipeline(transaction=False)
-            for key in owned:
-                pipe.set(key, keys[key])
-            pipe.execute()
-    finally:
-        target.close()
-
-
-def _missing_keys(cluster: Cluster, release: str, keys: dict[str, str]) -> list[str]:
-    """Keys not there with their value, read from each slot's master now (a slot without one: missing)."""
-    target = _open(cluster, release)
-    try:
-        router = Router(target.connector, [m.address for m in target.members])
-        by_master: dict = {}
-        for key in keys:
-            by_master.setdefault(router.owner.get(key_slot(key.encode())), []).append(key)
-        missing = list(by_master.pop(None, []))
-        for master, owned in by_master.items():
-            pipe = target.connector.client(master).pipeline(transaction=False)
-            for key in owned:
-                pipe.get(key)
-            missing += [k for k, v in zip(owned, pipe.execute(), strict=True) if v != keys[k]]
-        return sorted(missing)
-    finally:
-        target.close()
 
 
 def _lose_disk_and_heal(cluster: Cluster, release: str, pod: str, crash: bool) -> dict[str, float]:
@@ -569,7 +529,7 @@ def _lose_disk_and_heal(cluster: Cluster, release: str, pod: str, crash: bool) -
     cluster.kubectl("delete", "pvc", claim, "--wait=false")
     cluster.run("kubectl", "delete", "pv", pv_name, "--wait=false")
     if crash:
-        target = _open(cluster, release)
+        target = cluster.open(release)
         try:
             member = next(m for m in target.members if m.name == pod)
             freeze(target.connector, member.address, 60)  # frozen: it writes nothing more, hands nothing over

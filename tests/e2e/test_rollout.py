@@ -22,10 +22,10 @@ from helm_redis.clusterview import NodeView
 from helm_redis.drill import Router
 from helm_redis.errors import NodeUnreachable
 from helm_redis.nodes import read_view, read_views, try_read_views
-from helm_redis.release import ReleaseTarget, open_release
+from helm_redis.release import ReleaseTarget
 from tests.kube import CHART
 
-from .conftest import VOLUME_ROOT, Cluster
+from .conftest import VOLUME_ROOT, Cluster, assert_writable_throughout
 
 pytestmark = pytest.mark.e2e
 RELEASE = "rollout"
@@ -36,10 +36,6 @@ MAX_UNWRITABLE_SECONDS = 2.0  # the one timing bound: a handover, not a node-tim
 # Another chart directory to hold to the same bounds (e.g. an older checkout's, to see these tests fail
 # where its readiness let a rollout outrun the replicas' resyncs).
 CHART_UNDER_TEST = os.environ.get("RCH_ROLLOUT_CHART", str(CHART))
-
-
-def _open(cluster: Cluster) -> ReleaseTarget:
-    return open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
 
 
 def _load_dataset(target: ReleaseTarget, megabytes: int) -> float:
@@ -154,7 +150,7 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
     )
     cluster.wait_verified(RELEASE, 180, "--read-only")
     cluster.timed("rollout release installed and verified", started)
-    target = _open(cluster)
+    target = cluster.open(RELEASE)
     try:
         started = time.monotonic()
         megabytes = _load_dataset(target, DATASET_MB)
@@ -180,19 +176,8 @@ def release(cluster: Cluster) -> Iterator[Cluster]:
 
 
 def _assert_no_shard_down_and_nothing_lost(cluster: Cluster, what: str, result: dict, ids: dict) -> None:
-    print(
-        f"\n[e2e] {what} with {DATASET_MB} MB: longest time without a writable master per shard "
-        f"{result['unwritable']} s; acknowledged writes {result['acknowledged']}, lost {result['lost']}"
-    )
-    assert result["acknowledged"] > 0
-    assert result["lost"] == 0 and result["unverified"] == 0
-    assert not result["exhausted"], "the load stopped before the rollout ended: its gaps went unmeasured"
-    assert max(result["unwritable"].values()) < MAX_UNWRITABLE_SECONDS, result["unwritable"]
-    assert cluster.node_ids(RELEASE) == ids
-
-
-def _rollout_finished(cluster: Cluster, timeout: str = "900s") -> None:
-    cluster.kubectl("rollout", "status", f"statefulset/{STATEFULSET}", f"--timeout={timeout}", timeout=960)
+    what = f"{what} with {DATASET_MB} MB"
+    assert_writable_throughout(cluster, RELEASE, what, result, ids, MAX_UNWRITABLE_SECONDS)
 
 
 def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
@@ -201,7 +186,7 @@ def test_rolling_restart_keeps_every_shard_writable(release: Cluster):
     with release.write_load(RELEASE) as result:
         release.kubectl("rollout", "restart", f"statefulset/{STATEFULSET}")
         time.sleep(2)
-        _rollout_finished(release)
+        release.rollout_finished(STATEFULSET)
         release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("kubectl rollout restart -> verified", started)
     _assert_no_shard_down_and_nothing_lost(release, "kubectl rollout restart", result, ids)
@@ -222,7 +207,7 @@ def test_upgrade_that_changes_redis_conf_rolls_every_pod_without_downtime(releas
             "--timeout",
             "15m",
         )
-        _rollout_finished(release)
+        release.rollout_finished(STATEFULSET)
         release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("helm upgrade (redis.conf changed) -> verified", started)
     _assert_no_shard_down_and_nothing_lost(release, "helm upgrade changing redis.conf", result, ids)
@@ -245,7 +230,7 @@ def test_upgrade_without_wait_succeeds_while_the_pods_roll(release: Cluster):
             "15m",
         )
         release.timed("helm upgrade without --wait returned (hook done)", started)
-        _rollout_finished(release)
+        release.rollout_finished(STATEFULSET)
         release.wait_verified(RELEASE, 300, "--read-only")
     release.timed("helm upgrade without --wait -> verified", started)
     status = release.helm("status", RELEASE, "-o", "json").stdout
