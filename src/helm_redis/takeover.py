@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from .clusterview import NodeView
+from .errors import NodeRefused, NodeUnreachable
 from .nodes import Connector, NodeAddress, ping, try_read_views
 
 
@@ -34,6 +35,7 @@ class TakeoverResult:
     promoted: NodeAddress | None
     reason: str
     seconds: float
+    dead_answers: bool = False  # nothing done because the old master still answers
 
 
 def plan_takeover(views: dict[NodeAddress, NodeView], dead_id: str, dead_answers: bool) -> TakeoverPlan:
@@ -67,27 +69,41 @@ def _offset(view: NodeView) -> int:
         return 0
 
 
+def node_id_at(views: dict[NodeAddress, NodeView], address: NodeAddress) -> str | None:
+    """The ID the answering nodes know at `address` (announced IP and port), or None."""
+    for view in views.values():
+        for node in view.nodes:
+            if node.ip == address.host and node.port == address.port and not node.is_myself:
+                return node.node_id
+    return None
+
+
 def take_over(
     connector: Connector,
     addresses: list[NodeAddress],
     dead: NodeAddress,
-    dead_id: str,
+    dead_id: str | None,
     timeout: float = 10.0,
 ) -> TakeoverResult:
     """Plan (above) and, when safe, `CLUSTER FAILOVER FORCE` on the chosen replica; returns once it reports
-    itself master (or the deadline passes)."""
+    itself master (or the deadline passes). Without `dead_id`, the ID the other nodes know at `dead`."""
     started = time.monotonic()
     others = [a for a in addresses if a != dead]
     read = try_read_views(connector, others)
     views = {a: v for a, v in zip(others, read, strict=True) if isinstance(v, NodeView)}
+    dead_id = dead_id or node_id_at(views, dead)
+    if dead_id is None:
+        return TakeoverResult(None, f"no answering node knows a node at {dead}", time.monotonic() - started)
     try:
         ping(connector, dead)
         dead_answers = True
-    except Exception:
-        dead_answers = False
+    except NodeRefused:
+        dead_answers = True  # it answered, with an error (a password it refuses): alive
+    except NodeUnreachable:
+        dead_answers = False  # no connection, no answer in time, or loading its data
     plan = plan_takeover(views, dead_id, dead_answers)
     if plan.replica is None:
-        return TakeoverResult(None, plan.reason, time.monotonic() - started)
+        return TakeoverResult(None, plan.reason, time.monotonic() - started, dead_answers)
     client = connector.client(plan.replica)
     try:
         client.execute_command("CLUSTER", "FAILOVER", "FORCE")
