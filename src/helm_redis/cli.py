@@ -641,8 +641,8 @@ def failover_controller(
 
     if not namespace or not pod_selector:
         raise UsageError(
-            "failover-controller needs --namespace and --pod-selector (the chart sets REDIS_CLUSTER_NAMESPACE "
-            "and REDIS_CLUSTER_POD_SELECTOR)"
+            "failover-controller needs --namespace and --pod-selector (the chart sets "
+            "REDIS_CLUSTER_NAMESPACE and REDIS_CLUSTER_POD_SELECTOR)"
         )
     connector = _login(user, password_file, tls_dir, tls_server_name).connector(timeout=1.0)
 
