@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -638,6 +638,7 @@ def failover_controller(
 
     from .failover_controller import FailoverController
     from .k8s import core_api, watch_pods
+    from .nodes import NodeAddress
 
     if not namespace or not pod_selector:
         raise UsageError(
@@ -654,7 +655,11 @@ def failover_controller(
             else:
                 ready_file.unlink(missing_ok=True)
 
-    controller = FailoverController(connector, port, output.progress)
+    def address_of(pod: Any) -> NodeAddress | None:
+        ip = pod.status.pod_ip if pod.status else None
+        return NodeAddress(ip, port) if ip else None
+
+    controller = FailoverController(connector, address_of, output.progress)
     try:
         watch_pods(core_api(), namespace, pod_selector, controller.on_event, watching, threading.Event())
     finally:

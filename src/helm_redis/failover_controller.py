@@ -32,19 +32,19 @@ class FailoverController:
     def __init__(
         self,
         connector: Connector,
-        port: int,
+        address_of: Callable[[Any], NodeAddress | None],
         log: Log,
         answering_grace: float = 10.0,
         promotion_timeout: float = 10.0,
     ) -> None:
         self.connector = connector
-        self.port = port
+        self.address_of = address_of  # where a pod's Redis listens (its IP and the release's port)
         self.log = log
         # A pod force-deleted while its process still runs: the kubelet kills it within seconds; until
         # then it answers, and the takeover is retried (a process that keeps answering is left to Redis).
         self.answering_grace = answering_grace
         self.promotion_timeout = promotion_timeout
-        self._ips: dict[str, str] = {}  # pod name -> IP, as the watch last showed it
+        self._addresses: dict[str, NodeAddress] = {}  # pod name -> address, as the watch last showed it
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
@@ -52,16 +52,16 @@ class FailoverController:
     def on_event(self, event_type: str, pod: Any) -> None:
         """Feed one watch event; a takeover, if the event calls for one, runs in a thread of its own."""
         name = pod.metadata.name
-        ip = pod.status.pod_ip if pod.status else None
+        address = self.address_of(pod)
         with self._lock:
             if event_type == "DELETED":
-                self._ips.pop(name, None)
-            elif ip:
-                self._ips[name] = ip
+                self._addresses.pop(name, None)
+            elif address is not None:
+                self._addresses[name] = address
         why = redis_gone(event_type, pod)
         if why is None:
             return
-        if not ip:
+        if address is None:
             self.log(f"{name}: {why}; no pod IP known, nothing to do")
             return
         with self._lock:
@@ -69,7 +69,7 @@ class FailoverController:
                 return  # a takeover for this pod is under way
             self._busy.add(name)
         retry = event_type == "DELETED" or pod.metadata.deletion_timestamp is not None
-        worker = threading.Thread(target=self._act, args=(name, ip, why, retry), daemon=True)
+        worker = threading.Thread(target=self._act, args=(name, address, why, retry), daemon=True)
         self._workers = [w for w in self._workers if w.is_alive()] + [worker]
         worker.start()
 
@@ -79,9 +79,9 @@ class FailoverController:
         for worker in list(self._workers):
             worker.join(max(0.0, deadline - time.monotonic()))
 
-    def _act(self, name: str, ip: str, why: str, retry_while_answering: bool) -> None:
+    def _act(self, name: str, address: NodeAddress, why: str, retry_while_answering: bool) -> None:
         try:
-            self.log(self.decide(name, NodeAddress(ip, self.port), why, retry_while_answering))
+            self.log(self.decide(name, address, why, retry_while_answering))
         except Exception as error:  # a worker must never die silently: Redis's own failover remains
             self.log(f"{name}: {why}; takeover not attempted: {error}")
         finally:
@@ -94,7 +94,7 @@ class FailoverController:
         deadline = started + (self.answering_grace if retry_while_answering else 0.0)
         while True:
             with self._lock:
-                others = [NodeAddress(ip, self.port) for pod, ip in self._ips.items() if pod != name]
+                others = [a for pod, a in self._addresses.items() if pod != name]
             result = take_over(self.connector, others, dead, None, self.promotion_timeout)
             if not result.dead_answers or time.monotonic() >= deadline:
                 break

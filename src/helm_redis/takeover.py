@@ -84,6 +84,7 @@ def take_over(
     dead: NodeAddress,
     dead_id: str | None,
     timeout: float = 10.0,
+    probe_timeout: float = 0.3,
 ) -> TakeoverResult:
     """Plan (above) and, when safe, `CLUSTER FAILOVER FORCE` on the chosen replica; returns once it reports
     itself master (or the deadline passes). Without `dead_id`, the ID the other nodes know at `dead`."""
@@ -94,13 +95,18 @@ def take_over(
     dead_id = dead_id or node_id_at(views, dead)
     if dead_id is None:
         return TakeoverResult(None, f"no answering node knows a node at {dead}", time.monotonic() - started)
+    # A live Redis answers PING within milliseconds even under load; a frozen one never does, and every
+    # moment spent waiting on it is the shard's outage.
+    probe = connector.with_timeout(probe_timeout)
     try:
-        ping(connector, dead)
+        ping(probe, dead)
         dead_answers = True
     except NodeRefused:
         dead_answers = True  # it answered, with an error (a password it refuses): alive
     except NodeUnreachable:
         dead_answers = False  # no connection, no answer in time, or loading its data
+    finally:
+        probe.close()
     plan = plan_takeover(views, dead_id, dead_answers)
     if plan.replica is None:
         return TakeoverResult(None, plan.reason, time.monotonic() - started, dead_answers)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from helm_redis.faults import freeze
+from helm_redis.faults import freeze, shutdown_now
 from helm_redis.nodes import read_views, try_read_views
 from tests.kube import CHART, cluster_env
 
@@ -110,7 +110,7 @@ def test_no_takeover_for_a_replica_death_or_a_frozen_master(release: Cluster):
         master = sorted(masters)[0]
         started = time.monotonic()
         # A replica's process exits: the kubelet restarts its container; nothing to take over.
-        target.connector.client(by_name[replica].address).execute_command("SHUTDOWN", "NOSAVE", "NOW")
+        shutdown_now(target.connector, by_name[replica].address)
         # A master frozen for 3 s (running, only slow): Redis's own detection decides, and 3 s is below
         # the node timeout, so nobody takes over.
         freeze(target.connector, by_name[master].address, 3)

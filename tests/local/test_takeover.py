@@ -65,3 +65,91 @@ def test_nothing_is_done_without_a_majority_of_masters(cluster):
         Connector(timeout=1), cluster.addresses, masters[0].address, ids[str(masters[0].address)]
     )
     assert result.promoted is None and "no majority" in result.reason, result
+
+
+# The controller (helm_redis.failover_controller) fed the pod objects a watch yields (kubernetes.client
+# models); each "pod" is a local node, its address carried in the pod's IP field as host:port.
+
+
+def _pod(node, state: str = "running", deleted: bool = False):
+    from datetime import UTC, datetime
+
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateRunning,
+        V1ContainerStateTerminated,
+        V1ContainerStatus,
+        V1ObjectMeta,
+        V1Pod,
+        V1PodStatus,
+    )
+
+    now = datetime.now(UTC)
+    states = {
+        "running": V1ContainerState(running=V1ContainerStateRunning(started_at=now)),
+        "terminated": V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=137, reason="Error")),
+    }
+    redis_status = V1ContainerStatus(
+        name="redis", image="redis", image_id="", ready=True, restart_count=0, state=states[state]
+    )
+    return V1Pod(
+        metadata=V1ObjectMeta(
+            name=f"pod-{node.address.host}",
+            deletion_timestamp=now if deleted else None,
+            deletion_grace_period_seconds=0 if deleted else None,
+        ),
+        status=V1PodStatus(pod_ip=str(node.address), container_statuses=[redis_status]),
+    )
+
+
+def _controller(lines: list[str]):
+    from helm_redis.failover_controller import FailoverController
+    from helm_redis.nodes import NodeAddress
+
+    return FailoverController(
+        Connector(timeout=1),
+        lambda pod: NodeAddress.parse(pod.status.pod_ip),
+        lines.append,
+        answering_grace=2,
+    )
+
+
+def test_the_controller_takes_over_for_a_terminated_master_and_leaves_the_rest_alone(cluster):
+    master, replica = master_and_replica(cluster)
+    others = [n for n in cluster.nodes if n not in (master, replica)]
+    lines: list[str] = []
+    controller = _controller(lines)
+    for node in cluster.nodes:
+        controller.on_event("ADDED", _pod(node))
+    assert lines == []  # running containers: nothing to decide
+
+    other_replica = next(n for n in others if n.client().execute_command("ROLE")[0] == "slave")
+    other_replica.stop(kill=True)
+    controller.on_event("MODIFIED", _pod(other_replica, "terminated"))
+    controller.wait(15)
+    assert len(lines) == 1 and "no master serving slots" in lines[0], lines
+
+    killed = time.monotonic()
+    master.stop(kill=True)
+    controller.on_event("MODIFIED", _pod(master, "terminated"))
+    controller.on_event("DELETED", _pod(master, "terminated", deleted=True))  # the same pod: one takeover
+    controller.wait(15)
+    promoted_after = time.monotonic() - killed
+    print(f"\ncontroller: {lines[1:]}; promoted {promoted_after:.2f} s after the kill")
+    assert len(lines) == 2 and f"promoted {replica.address}" in lines[1], lines
+    assert replica.client().execute_command("ROLE")[0] == "master"
+    assert promoted_after < 2.0
+    other_replica.start()
+    master.start()
+
+
+def test_the_controller_waits_out_a_force_deleted_pod_whose_process_still_answers(cluster):
+    master, replica = master_and_replica(cluster)
+    lines: list[str] = []
+    controller = _controller(lines)
+    for node in cluster.nodes:
+        controller.on_event("ADDED", _pod(node))
+    controller.on_event("DELETED", _pod(master, deleted=True))
+    controller.wait(15)
+    assert len(lines) == 1 and "still answers" in lines[0], lines
+    assert replica.client().execute_command("ROLE")[0] == "slave"
