@@ -934,6 +934,7 @@ def drill(
             failing = ", ".join(c.name for c in before.checks if not c.ok)
             raise UsageError(f"refusing to drill a cluster that fails verify ({failing}); --force overrides")
         per_master = target.expected.replicas_per_master
+        controller = target.release.failover_controller_check().detail if target.release else ""
         if mode == "rollout":
             from .rollout import release_rollout
 
@@ -963,6 +964,7 @@ def drill(
                 max_unwritable_seconds=max_unwritable_seconds,
                 progress=output.progress,
             ).run()
+    report.failover_controller = controller
     if output_format is output.OutputFormat.json:
         output.emit_json(report.as_dict())
     else:
@@ -1010,6 +1012,8 @@ def _print_drill(report) -> None:
             "manual failovers (proof)": f"{proof} (MFSTART sent by the replicas of {report.target})",
             "node timeout": "unknown" if timeout is None else f"{timeout:g} s",
         }
+        if report.failover_controller:
+            facts["failover controller"] = report.failover_controller
     output.stdout.print(output.rows_table([{"": k, "value": v} for k, v in facts.items()], "result"))
     output.stdout.print(
         f"acknowledged writes: {report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by "

@@ -10,6 +10,7 @@ crash drill on the same release: the "without" one while the controller's watch 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -82,6 +83,7 @@ def test_crash_is_taken_over_by_the_controller_in_about_a_second(release: Cluste
 
     assert_drill_ok(report)
     PROMOTIONS["with the controller"] = report["promotion_seconds"]
+    assert report["failover_controller"].startswith("running"), report["failover_controller"]
     assert report["new_master"], report
     assert report["promotion_seconds"] < 3.0, (report["promotion_seconds"], _log(release)[-2000:])
     assert report["manual_failovers"] == 0  # FORCE sends no MFSTART: an unplanned failover, as measured
@@ -181,7 +183,9 @@ def test_with_its_watch_broken_it_does_nothing_and_redis_fails_over_by_itself(re
         while "not watching: the pod watch failed: 403" not in _log(release):
             assert time.monotonic() < deadline, _log(release)
             time.sleep(1)
-        _, report = release.plugin_json("verify", RELEASE)
+        done = release.helm_redis("verify", RELEASE, "--output", "json")
+        assert done.returncode == 1, done.stderr
+        report = json.loads(done.stdout)
         check = next(c for c in report["checks"] if c["name"] == "failover-controller")
         assert check["status"] == "fail" and "not ready" in check["detail"], check
 
@@ -189,6 +193,7 @@ def test_with_its_watch_broken_it_does_nothing_and_redis_fails_over_by_itself(re
 
         assert_drill_ok(drill)
         PROMOTIONS["without (watch broken)"] = drill["promotion_seconds"]
+        assert "not ready" in drill["failover_controller"], drill["failover_controller"]
         assert "promoted" not in _log(release)
         assert drill["promotion_seconds"] > PROMOTIONS.get("with the controller", 0)
     finally:
