@@ -1,4 +1,4 @@
-"""The failover controller's objects (issue 16): off by default; when enabled one Deployment of the tools
+"""The failover controller's objects (issue 16): on by default, off by value; one Deployment of the tools
 image running `failover-controller`, Ready only while its pod watch works, with a ServiceAccount that may
 only read and watch pods, and the tools' NetworkPolicy around it."""
 
@@ -19,10 +19,14 @@ def _component(objs, kind: str, component: str) -> list[dict]:
     ]
 
 
-def test_off_by_default(rendered):
-    objs = rendered("defaults")
+def test_on_by_default_and_off_by_value(rendered, renderer):
+    on = rendered("defaults")
+    off = renderer.render(
+        merged_values({**scenario_values("defaults"), "failoverController": {"enabled": False}})
+    )
     for kind in ("Deployment", "ServiceAccount", "Role", "RoleBinding"):
-        assert not _component(objs, kind, "failover"), kind
+        assert len(_component(on, kind, "failover")) == 1, kind
+        assert not _component(off, kind, "failover"), kind
 
 
 def test_enabled_runs_one_watching_pod_with_the_tools_env(renderer):
