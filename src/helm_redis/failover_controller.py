@@ -4,7 +4,7 @@ master's process is gone, instead of after cluster-node-timeout, the failure rep
 Kubernetes knows first: the kubelet reports a container terminated within about a second, and a pod
 deleted with no grace period (no preStop handover) shows in the watch at once. This module joins the two
 layers: `helm_redis.pod_events` says which watch events mean "the Redis process is gone" (never a running
-container, however slow; never a graceful deletion, which the preStop hands over), and
+container, however slow; never a graceful deletion while its preStop hands over), and
 `helm_redis.takeover` decides at the Redis level whether the shard may be taken over now and by whom
 (the old master does not answer, a majority of masters does, the replica with the highest offset) and asks
 it with CLUSTER FAILOVER FORCE, which still needs the masters' votes: the controller can never make two

@@ -71,7 +71,7 @@ def test_nothing_is_done_without_a_majority_of_masters(cluster):
 # models); each "pod" is a local node, its address carried in the pod's IP field as host:port.
 
 
-def _pod(node, state: str = "running", deleted: bool = False):
+def _pod(node, state: str = "running", deleted: bool = False, grace: int = 0):
     from datetime import UTC, datetime
 
     from kubernetes.client import (
@@ -96,7 +96,7 @@ def _pod(node, state: str = "running", deleted: bool = False):
         metadata=V1ObjectMeta(
             name=f"pod-{node.address.host}",
             deletion_timestamp=now if deleted else None,
-            deletion_grace_period_seconds=0 if deleted else None,
+            deletion_grace_period_seconds=grace if deleted else None,
         ),
         status=V1PodStatus(pod_ip=str(node.address), container_statuses=[redis_status]),
     )
@@ -153,3 +153,19 @@ def test_the_controller_waits_out_a_force_deleted_pod_whose_process_still_answer
     controller.wait(15)
     assert len(lines) == 1 and "still answers" in lines[0], lines
     assert replica.client().execute_command("ROLE")[0] == "slave"
+
+
+def test_a_graceful_deletion_whose_handover_did_not_happen_is_taken_over_once_redis_stopped(cluster):
+    master, replica = master_and_replica(cluster)
+    lines: list[str] = []
+    controller = _controller(lines)
+    for node in cluster.nodes:
+        controller.on_event("ADDED", _pod(node))
+    controller.on_event("MODIFIED", _pod(master, deleted=True, grace=30))  # the preStop runs: wait
+    controller.wait(5)
+    assert lines == []
+    master.stop(kill=True)  # it could not hand over (say, its replica lagged) and was killed at the deadline
+    controller.on_event("MODIFIED", _pod(master, "terminated", deleted=True, grace=30))
+    controller.wait(15)
+    assert len(lines) == 1 and f"promoted {replica.address}" in lines[0], lines
+    master.start()

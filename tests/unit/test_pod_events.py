@@ -45,10 +45,13 @@ def test_waiting_after_an_exit_is_gone():
     assert "waiting to restart" in redis_gone("MODIFIED", pod(BACKOFF, last=EXITED))
 
 
-def test_a_force_deletion_is_gone_a_graceful_one_is_left_to_the_prestop():
+def test_a_force_deletion_is_gone_a_graceful_one_is_left_to_the_prestop_until_its_container_stops():
     assert "no preStop" in redis_gone("DELETED", pod(RUNNING, deleted=True, grace=0))
-    assert redis_gone("MODIFIED", pod(RUNNING, deleted=True, grace=30)) is None
-    assert redis_gone("DELETED", pod(RUNNING, deleted=True, grace=30)) is None
+    assert "no preStop" in redis_gone("MODIFIED", pod(RUNNING, deleted=True, grace=0))
+    assert redis_gone("MODIFIED", pod(RUNNING, deleted=True, grace=30)) is None  # the preStop runs
+    # Stopped (handed over or not: helm_redis.takeover tells a replica from a master still serving slots).
+    assert "terminated" in redis_gone("MODIFIED", pod(EXITED, deleted=True, grace=30))
+    assert "containers have stopped" in redis_gone("DELETED", pod(RUNNING, deleted=True, grace=30))
 
 
 def test_a_running_container_is_never_gone_even_not_ready():
