@@ -42,9 +42,10 @@ def plan_takeover(views: dict[NodeAddress, NodeView], dead_id: str, dead_answers
     """Which replica of master `dead_id` should take over now, from the views of the nodes that answered."""
     if dead_answers:
         return TakeoverPlan(None, f"{dead_id[:8]} still answers: Redis's own failure detection decides")
-    known = {n.node_id: n for v in views.values() for n in v.nodes}
-    dead = known.get(dead_id)
-    if dead is None or not dead.is_master or not dead.slots:
+    # Every answering node must still see it as a master serving slots: right after a handover some may
+    # not have heard of it yet, and then there is nothing to take over.
+    seen = [n for v in views.values() for n in v.nodes if n.node_id == dead_id]
+    if not seen or any(not n.is_master or not n.slots for n in seen):
         return TakeoverPlan(None, f"{dead_id[:8]} is no master serving slots: nothing to take over")
     masters = {n.node_id for v in views.values() for n in v.nodes if n.is_master and n.slots}
     answering = {v.node_id for v in views.values() if v.myself.is_master and v.myself.slots} - {dead_id}
