@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -612,6 +612,60 @@ def reconcile(
         connector.close()
 
 
+@app.command("failover-controller")
+@one_line_errors
+def failover_controller(
+    namespace: NamespaceOption = None,
+    pod_selector: PodSelectorOption = None,
+    port: PortOption = 6379,
+    user: UserOption = None,
+    password_file: PasswordFileOption = None,
+    tls_dir: TlsDirOption = None,
+    tls_server_name: TlsServerNameOption = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="REDIS_CLUSTER_READY_FILE",
+            help="Exists while the pod watch works (the Deployment's readiness probe tests it).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Watch the release's Redis pods and, when a master's Redis process is known gone (its container
+    terminated, its pod deleted without a grace period), have its most up-to-date replica take over at once
+    (CLUSTER FAILOVER FORCE: the masters still vote). Runs until stopped."""
+    import threading
+
+    from .failover_controller import FailoverController
+    from .k8s import core_api, watch_pods
+    from .nodes import NodeAddress
+
+    if not namespace or not pod_selector:
+        raise UsageError(
+            "failover-controller needs --namespace and --pod-selector (the chart sets "
+            "REDIS_CLUSTER_NAMESPACE and REDIS_CLUSTER_POD_SELECTOR)"
+        )
+    connector = _login(user, password_file, tls_dir, tls_server_name).connector(timeout=1.0)
+
+    def watching(why: str | None) -> None:
+        output.progress(f"watching the pods {pod_selector}" if why is None else f"not watching: {why}")
+        if ready_file is not None:
+            if why is None:
+                ready_file.touch()
+            else:
+                ready_file.unlink(missing_ok=True)
+
+    def address_of(pod: Any) -> NodeAddress | None:
+        ip = pod.status.pod_ip if pod.status else None
+        return NodeAddress(ip, port) if ip else None
+
+    controller = FailoverController(connector, address_of, output.progress)
+    try:
+        watch_pods(core_api(), namespace, pod_selector, controller.on_event, watching, threading.Event())
+    finally:
+        connector.close()
+
+
 def _report_formation(result: FormationResult, output_format: output.OutputFormat, dry_run: bool) -> None:
     if output_format is output.OutputFormat.json:
         output.emit_json(result.as_dict())
@@ -766,7 +820,11 @@ def verify(
             names={str(m.address): m.name for m in target.members},
             k8s_nodes=target.release.k8s_nodes if target.release else None,
             read_only=read_only,
-            extra_checks=[*target.release.pod_checks(), target.release.network_policy_check()]
+            extra_checks=[
+                *target.release.pod_checks(),
+                target.release.failover_controller_check(),
+                target.release.network_policy_check(),
+            ]
             if target.release
             else None,
         )
@@ -876,6 +934,7 @@ def drill(
             failing = ", ".join(c.name for c in before.checks if not c.ok)
             raise UsageError(f"refusing to drill a cluster that fails verify ({failing}); --force overrides")
         per_master = target.expected.replicas_per_master
+        controller = target.release.failover_controller_check().detail if target.release else ""
         if mode == "rollout":
             from .rollout import release_rollout
 
@@ -905,6 +964,7 @@ def drill(
                 max_unwritable_seconds=max_unwritable_seconds,
                 progress=output.progress,
             ).run()
+    report.failover_controller = controller
     if output_format is output.OutputFormat.json:
         output.emit_json(report.as_dict())
     else:
@@ -952,6 +1012,8 @@ def _print_drill(report) -> None:
             "manual failovers (proof)": f"{proof} (MFSTART sent by the replicas of {report.target})",
             "node timeout": "unknown" if timeout is None else f"{timeout:g} s",
         }
+        if report.failover_controller:
+            facts["failover controller"] = report.failover_controller
     output.stdout.print(output.rows_table([{"": k, "value": v} for k, v in facts.items()], "result"))
     output.stdout.print(
         f"acknowledged writes: {report.acknowledged}, lost: {report.lost_acknowledged}; not acknowledged by "

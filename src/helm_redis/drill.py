@@ -159,6 +159,8 @@ class DrillReport:
     node_timeout_seconds: float | None = None
     handovers: list[Handover] = field(default_factory=list)
     rollout: str = ""  # the rollout's last status (rollout mode)
+    # Whether a failover controller was watching (a release): who answers an unplanned failover.
+    failover_controller: str = ""
 
     @property
     def promotion_seconds(self) -> float | None:
@@ -180,6 +182,7 @@ class DrillReport:
             "new_master": self.new_master,
             "manual_failovers": self.manual_failovers,
             "node_timeout_seconds": self.node_timeout_seconds,
+            "failover_controller": self.failover_controller,
             "timeline": [{"event": e, "seconds": round(t, 3)} for e, t in self.ordered_timeline()],
             "promotion_seconds": None if self.promotion_seconds is None else round(self.promotion_seconds, 3),
             "write_gap_seconds": {s.name: round(s.longest_gap, 3) for s in self.shards.values()},

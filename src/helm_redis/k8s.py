@@ -6,7 +6,10 @@ never import it.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import KubernetesUnavailable, PodsNotFound
 from .nodes import NodeAddress
@@ -111,3 +114,53 @@ def running_pod_count(namespace: str, selector: str) -> int:
     runs with the new values while the old pods still run."""
     pods = list_pods(core_api(), namespace, selector)
     return max((p.ordinal for p in pods), default=-1) + 1
+
+
+def watch_pods(
+    api,
+    namespace: str,
+    selector: str,
+    on_event: Callable[[str, Any], None],
+    on_watching: Callable[[str | None], None],
+    stop: threading.Event,
+    window_seconds: int = 60,
+    retry_seconds: float = 2.0,
+) -> None:
+    """List, then watch, the selected pods until `stop` is set: `on_event(type, V1Pod)` for every pod of
+    the list ("ADDED") and every change after it. `on_watching(None)` once the watch is established,
+    `on_watching(why)` when it broke (the API unreachable, the permission gone); then it lists again after
+    `retry_seconds`. A watch window ends every `window_seconds` and is resumed from the last version seen,
+    so a silently dead connection is noticed within a window."""
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    while not stop.is_set():
+        try:
+            listed = api.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10)
+            for pod in listed.items:
+                on_event("ADDED", pod)
+            version = listed.metadata.resource_version
+            on_watching(None)
+            while not stop.is_set():
+                stream = watch.Watch().stream(
+                    api.list_namespaced_pod,
+                    namespace,
+                    label_selector=selector,
+                    resource_version=version,
+                    timeout_seconds=window_seconds,
+                    _request_timeout=window_seconds + 10,
+                )
+                for event in stream:
+                    if event["type"] == "ERROR":  # e.g. 410: the version is too old; list again
+                        raise ApiException(status=event["raw_object"].get("code"), reason="watch error")
+                    pod = event["object"]
+                    version = pod.metadata.resource_version
+                    on_event(event["type"], pod)
+        except ApiException as error:
+            if error.status == 410:
+                continue  # the version is too old: list again at once, the watch never broke
+            on_watching(f"the pod watch failed: {error.status} {error.reason}")
+        except (HTTPError, OSError) as error:
+            on_watching(f"the Kubernetes API is unreachable: {error}")
+        stop.wait(retry_seconds)

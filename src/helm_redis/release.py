@@ -150,6 +150,26 @@ class ReleaseTarget:
         )
         return checks
 
+    def failover_controller_check(self) -> Check:
+        """Does the failover controller run (and watch)? Its pod is Ready only while its pod watch works."""
+        selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=failover"
+        pods = [p for p in list_pods(self.api, self.namespace, selector) if not p.deleting]
+        if not pods:
+            return Check(
+                "failover-controller",
+                "pass",
+                "off: an unplanned failover waits for Redis's own detection (cluster.nodeTimeout + election)",
+            )
+        if any(p.ready for p in pods):
+            return Check("failover-controller", "pass", f"running ({pods[0].name}): watching the Redis pods")
+        return Check(
+            "failover-controller",
+            "fail",
+            f"{', '.join(p.name for p in pods)} not ready: its pod watch is broken or it does not run, so "
+            "unplanned failovers wait for Redis's own detection (see its log: kubectl logs "
+            f"{pods[0].name})",
+        )
+
     def network_policy_check(self) -> Check:
         """Does a NetworkPolicy select the Redis pods? (Whether a policy engine enforces it, the API
         cannot tell.)"""

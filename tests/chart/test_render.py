@@ -44,11 +44,11 @@ BASE = Counter(
     Service=2,
     StatefulSet=1,
     PodDisruptionBudget=1,
-    ServiceAccount=3,  # Redis, hook, reconciler
-    Role=2,  # hook, reconciler
-    RoleBinding=2,
+    ServiceAccount=4,  # Redis, hook, reconciler, failover controller
+    Role=3,  # hook, reconciler, failover controller
+    RoleBinding=3,
     Job=3,  # pre-install/pre-upgrade Secret, pre-upgrade scale-in, post-install/post-upgrade init
-    Deployment=1,  # reconciler
+    Deployment=2,  # reconciler, failover controller
     Pod=1,
     NetworkPolicy=3,  # Redis pods, tools, test pod
 )
@@ -154,7 +154,7 @@ def auth_volume(values, optional=False) -> dict:
 
 
 def reconciler_of(objs):
-    return one(objs, "Deployment")
+    return by_component(objs, "Deployment", "reconciler")
 
 
 def tool(workload) -> dict:
@@ -916,7 +916,7 @@ def test_reconciler_rbac_watches_pods_only_and_is_no_hook(rendered, scenario):
 def test_reconciler_is_on_by_default_and_off_by_value(renderer, rendered):
     assert rendered("defaults") and reconciler_of(rendered("defaults"))
     objs = renderer.render({"reconciler": {"enabled": False}})
-    assert not of_kind(objs, "Deployment")
+    assert not [d for d in of_kind(objs, "Deployment") if d["metadata"]["name"].endswith("-reconciler")]
     names = {o["metadata"]["name"] for o in objs}
     assert not {n for n in names if n.endswith("-reconciler")}
     assert init_job(objs) and scale_in_job(objs), "the hooks still run"

@@ -86,6 +86,7 @@ def test_every_client_of_the_nodes_mounts_the_tls_secret_and_is_told_where(rende
         ("Job", "cluster-scale-in"),
         ("Job", "auth-secret"),
         ("Deployment", "reconciler"),
+        ("Deployment", "failover"),
         ("Pod", "redis-cli"),
     }
     for obj, spec, c in found:

@@ -84,6 +84,42 @@ class Cluster:
             time.sleep(3)
         raise AssertionError(f"{release} not verified within {timeout} s: {last}")
 
+    def drill(self, release: str, mode: str, *extra: str, verified_first: bool = True) -> dict:
+        """Run a drill (on a verified cluster, unless told otherwise); the JSON report, its exit code as
+        `exit_code` and its progress lines as `progress`."""
+        if verified_first:
+            self.wait_verified(release, 300)
+        started = time.monotonic()
+        done = self.helm_redis("drill", release, "--mode", mode, "--output", "json", *extra)
+        self.timed(f"{mode} drill", started)
+        try:
+            report = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"drill --mode {mode}: no JSON ({done.returncode}):\n{done.stderr}"
+            ) from None
+        report["exit_code"] = done.returncode
+        report["progress"] = done.stderr
+        gaps = ", ".join(f"{s['shard']} {s['longest_gap_seconds']:.3f} s" for s in report["shards"])
+        print(
+            f"\n[drill e2e] {mode}: exit {done.returncode}, outcome {report['outcome']!r}, promotion "
+            f"{report['promotion_seconds']} s, manual failovers {report['manual_failovers']}, node timeout "
+            f"{report['node_timeout_seconds']} s; longest write gap per shard: {gaps}; "
+            f"writes {report['writes']}; timeline {[(e['event'], e['seconds']) for e in report['timeline']]}"
+        )
+        for handover in report["handovers"]:
+            print(f"[drill e2e]   handover {handover}")
+        return report
+
+    def role(self, release: str, pod: str) -> str:
+        target = self.open(release)
+        try:
+            member = next(m for m in target.members if m.name == pod)
+            view = read_views(target.connector, [member.address])[0]
+            return "master" if view.myself.is_master else "replica"
+        finally:
+            target.close()
+
     def open(self, release: str) -> ReleaseTarget:
         return open_release(release, self.namespace, kubeconfig=self.env.get("KUBECONFIG"))
 
@@ -151,6 +187,12 @@ class Cluster:
             return {m.name: v.node_id for m, v in zip(target.members, views, strict=True)}
         finally:
             target.close()
+
+
+def assert_drill_ok(report: dict) -> None:
+    assert report["exit_code"] == 0 and report["ok"], (report["problems"], report["progress"][-3000:])
+    assert report["writes"]["lost_acknowledged"] == 0
+    assert report["writes"]["acknowledged"] > 0
 
 
 def assert_writable_throughout(

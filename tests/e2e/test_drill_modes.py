@@ -9,18 +9,16 @@ plugin environment (HELM_NAMESPACE, KUBECONFIG)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from helm_redis.nodes import read_views
 from helm_redis.release import open_release
 from tests.kube import CHART, cluster_env
 
-from .conftest import Cluster, chart_values, remove
+from .conftest import Cluster, assert_drill_ok, chart_values, remove
 
 pytestmark = pytest.mark.e2e
 RELEASE = "drills"
@@ -30,7 +28,9 @@ RELEASE = "drills"
 def release() -> Iterator[Cluster]:
     env, helm_home = cluster_env("rch-drill-helm-")
     run_id = uuid.uuid4().hex[:6]
-    values = chart_values(env, run_id)
+    # Redis's own mechanisms are what these drills measure: no failover controller to act before them
+    # (tests/e2e/test_failover_controller.py measures it).
+    values = [*chart_values(env, run_id), "--set", "failoverController.enabled=false"]
     cluster = Cluster(f"rch-drill-{run_id}", {**env, "HELM_NAMESPACE": f"rch-drill-{run_id}"}, values)
     cluster.run("kubectl", "create", "namespace", cluster.namespace)
     try:
@@ -41,45 +41,6 @@ def release() -> Iterator[Cluster]:
         yield cluster
     finally:
         remove(cluster, [RELEASE], helm_home)
-
-
-def _drill(cluster: Cluster, mode: str, *extra: str) -> dict:
-    """Run a drill on a verified cluster; the JSON report (its exit code as `exit_code`)."""
-    cluster.wait_verified(RELEASE, 300)
-    started = time.monotonic()
-    done = cluster.helm_redis("drill", RELEASE, "--mode", mode, "--output", "json", *extra)
-    cluster.timed(f"{mode} drill", started)
-    try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"drill --mode {mode}: no JSON ({done.returncode}):\n{done.stderr}") from None
-    report["exit_code"] = done.returncode
-    report["progress"] = done.stderr
-    gaps = ", ".join(f"{s['shard']} {s['longest_gap_seconds']:.3f} s" for s in report["shards"])
-    print(
-        f"\n[drill e2e] {mode}: exit {done.returncode}, outcome {report['outcome']!r}, promotion "
-        f"{report['promotion_seconds']} s, manual failovers {report['manual_failovers']}, node timeout "
-        f"{report['node_timeout_seconds']} s; longest write gap per shard: {gaps}; "
-        f"writes {report['writes']}; timeline {[(e['event'], e['seconds']) for e in report['timeline']]}"
-    )
-    for handover in report["handovers"]:
-        print(f"[drill e2e]   handover {handover}")
-    return report
-
-
-def _role(cluster: Cluster, pod: str) -> str:
-    target = open_release(RELEASE, cluster.namespace, kubeconfig=cluster.env.get("KUBECONFIG"))
-    try:
-        member = next(m for m in target.members if m.name == pod)
-        return "master" if read_views(target.connector, [member.address])[0].myself.is_master else "replica"
-    finally:
-        target.close()
-
-
-def _ok(report: dict) -> None:
-    assert report["exit_code"] == 0 and report["ok"], (report["problems"], report["progress"][-3000:])
-    assert report["writes"]["lost_acknowledged"] == 0
-    assert report["writes"]["acknowledged"] > 0
 
 
 def test_a_port_forwarded_connection_reaches_redis_as_a_local_client(release: Cluster):
@@ -97,9 +58,9 @@ def test_a_port_forwarded_connection_reaches_redis_as_a_local_client(release: Cl
 def test_restart_drill_the_container_restarts_in_its_pod_without_a_manual_failover(release: Cluster):
     ids = release.node_ids(RELEASE)
 
-    report = _drill(release, "restart", "--timeout", "300")
+    report = release.drill(RELEASE, "restart", "--timeout", "300")
 
-    _ok(report)
+    assert_drill_ok(report)
     assert report["manual_failovers"] == 0
     assert report["outcome"] in (
         "returned as master within the node timeout: no failover",
@@ -112,53 +73,53 @@ def test_restart_drill_the_container_restarts_in_its_pod_without_a_manual_failov
 def test_graceful_drill_hands_over_within_two_seconds_with_proof(release: Cluster):
     ids = release.node_ids(RELEASE)
 
-    report = _drill(release, "graceful", "--timeout", "300")
+    report = release.drill(RELEASE, "graceful", "--timeout", "300")
 
-    _ok(report)
+    assert_drill_ok(report)
     assert report["manual_failovers"] >= 1
     assert report["outcome"].startswith("handed over to ")
     assert report["promotion_seconds"] < 2
     assert release.node_ids(RELEASE) == ids
-    assert _role(release, report["target"]) == "replica"
+    assert release.role(RELEASE, report["target"]) == "replica"
 
 
 def test_hang_drill_is_redis_own_election_and_the_old_master_wakes_as_replica(release: Cluster):
     ids = release.node_ids(RELEASE)
 
-    report = _drill(release, "hang", "--timeout", "300")
+    report = release.drill(RELEASE, "hang", "--timeout", "300")
 
-    _ok(report)
+    assert_drill_ok(report)
     assert report["manual_failovers"] == 0
     assert report["outcome"].startswith("unplanned failover: ")
     assert report["promotion_seconds"] > report["node_timeout_seconds"]
     events = {e["event"] for e in report["timeline"]}
     assert {"failure seen", "replica promoted", "node back", "rejoined as replica"} <= events
     assert release.node_ids(RELEASE) == ids
-    assert _role(release, report["target"]) == "replica"
+    assert release.role(RELEASE, report["target"]) == "replica"
 
 
 def test_crash_drill_loses_the_pod_without_a_handover_and_it_rejoins_with_its_node_id(release: Cluster):
     ids = release.node_ids(RELEASE)
 
-    report = _drill(release, "crash", "--timeout", "300")
+    report = release.drill(RELEASE, "crash", "--timeout", "300")
 
-    _ok(report)
+    assert_drill_ok(report)
     assert report["manual_failovers"] == 0  # the preStop could not hand over to a frozen Redis
     assert report["outcome"].startswith("unplanned failover: ")
     assert report["promotion_seconds"] > report["node_timeout_seconds"]
     events = {e["event"] for e in report["timeline"]}
     assert {"failure seen", "node back", "rejoined as replica", "replication link up"} <= events
     assert release.node_ids(RELEASE) == ids  # the recreated pod kept its node ID (nodes.conf on its volume)
-    assert _role(release, report["target"]) == "replica"
+    assert release.role(RELEASE, report["target"]) == "replica"
 
 
 def test_rollout_drill_restarts_every_pod_and_loses_no_acknowledged_write(release: Cluster):
     ids = release.node_ids(RELEASE)
     pods_before = _pod_uids(release)
 
-    report = _drill(release, "rollout", "--timeout", "1200")
+    report = release.drill(RELEASE, "rollout", "--timeout", "1200")
 
-    _ok(report)
+    assert_drill_ok(report)
     assert report["mode"] == "rollout"
     assert {"rollout started", "rollout complete", "cluster healthy"} <= {
         e["event"] for e in report["timeline"]

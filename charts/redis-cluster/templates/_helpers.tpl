@@ -65,6 +65,7 @@ NetworkPolicy selects them by it.
 - cluster-scale-in
 - cluster-init
 - reconciler
+- failover
 {{- end -}}
 
 {{/*
@@ -118,6 +119,10 @@ Name of the reconciler Deployment and of its ServiceAccount, Role and RoleBindin
 */}}
 {{- define "redis-cluster.reconcilerName" -}}
 {{- printf "%s-reconciler" (include "redis-cluster.fullname" . | trunc 52 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "redis-cluster.failoverControllerName" -}}
+{{- printf "%s-failover" (include "redis-cluster.fullname" . | trunc 52 | trimSuffix "-") -}}
 {{- end -}}
 
 {{/*
@@ -474,6 +479,17 @@ containers:
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
+    {{- with .readyFile }}
+    # Ready while its pod watch works: a broken watch (the API unreachable, the permission gone) shows.
+    readinessProbe:
+      exec:
+        command:
+          - test
+          - -f
+          - {{ . }}
+      periodSeconds: 2
+      failureThreshold: 1
+    {{- end }}
     securityContext:
       {{- include "redis-cluster.containerSecurityContext" $root | nindent 6 }}
     {{- with .resources }}
