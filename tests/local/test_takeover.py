@@ -114,13 +114,19 @@ def _controller(lines: list[str]):
     )
 
 
+def _watching(cluster, lines: list[str]):
+    """A controller that has seen every node's pod running (the watch's initial list)."""
+    controller = _controller(lines)
+    for node in cluster.nodes:
+        controller.on_event("ADDED", _pod(node))
+    return controller
+
+
 def test_the_controller_takes_over_for_a_terminated_master_and_leaves_the_rest_alone(cluster):
     master, replica = master_and_replica(cluster)
     others = [n for n in cluster.nodes if n not in (master, replica)]
     lines: list[str] = []
-    controller = _controller(lines)
-    for node in cluster.nodes:
-        controller.on_event("ADDED", _pod(node))
+    controller = _watching(cluster, lines)
     assert lines == []  # running containers: nothing to decide
 
     other_replica = next(n for n in others if n.client().execute_command("ROLE")[0] == "slave")
@@ -146,9 +152,7 @@ def test_the_controller_takes_over_for_a_terminated_master_and_leaves_the_rest_a
 def test_the_controller_waits_out_a_force_deleted_pod_whose_process_still_answers(cluster):
     master, replica = master_and_replica(cluster)
     lines: list[str] = []
-    controller = _controller(lines)
-    for node in cluster.nodes:
-        controller.on_event("ADDED", _pod(node))
+    controller = _watching(cluster, lines)
     controller.on_event("DELETED", _pod(master, deleted=True))
     controller.wait(15)
     assert len(lines) == 1 and "still answers" in lines[0], lines
@@ -158,9 +162,7 @@ def test_the_controller_waits_out_a_force_deleted_pod_whose_process_still_answer
 def test_a_graceful_deletion_whose_handover_did_not_happen_is_taken_over_once_redis_stopped(cluster):
     master, replica = master_and_replica(cluster)
     lines: list[str] = []
-    controller = _controller(lines)
-    for node in cluster.nodes:
-        controller.on_event("ADDED", _pod(node))
+    controller = _watching(cluster, lines)
     controller.on_event("MODIFIED", _pod(master, deleted=True, grace=30))  # the preStop runs: wait
     controller.wait(5)
     assert lines == []
